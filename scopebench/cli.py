@@ -1,0 +1,183 @@
+"""The `scopebench` command line. Commands are thin: they parse options and call into
+the stage that does the work, importing torch / lmms-eval only when they run."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from scopebench import __version__
+from scopebench.errors import ScopebenchError
+
+app = typer.Typer(
+    name="scopebench",
+    help="Benchmark multi-encoder VLMs (SCOPE Mixture-of-Encoders and baselines): accuracy, FLOPs, latency, routing.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+demo_app = typer.Typer(help="Build the offline demo: the cambrian16-mini suite and the tiny demo checkpoints.")
+app.add_typer(demo_app, name="demo")
+
+
+def user_errors(fn):
+    """Turn a ScopebenchError into one red line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ScopebenchError as err:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"scopebench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """scopebench: what a multi-encoder VLM is worth, in accuracy and in compute."""
+
+
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout and nothing else.")]
+Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+
+
+@app.command()
+@user_errors
+def models(
+    name: Annotated[Optional[str], typer.Argument(help="A preset, demo model or checkpoint dir to show in full.")] = None,
+    json_out: Json = False,
+) -> None:
+    """List model presets, demo models and checkpoints; with NAME, show its resolved config."""
+    from scopebench.models.registry import show_models
+
+    show_models(name, json_out=json_out)
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    model: Annotated[
+        Optional[list[str]], typer.Argument(help="Checkpoint dirs, presets or demo model names (default: the demo models).")
+    ] = None,
+    suite: Annotated[str, typer.Option(help="Built-in suite name or suite YAML file.")] = "cambrian16-mini",
+    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated benchmark names or task ids (default: all).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N samples of each task.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass (grouped by route).")] = 16,
+    device: Device = "cpu",
+    output: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<suite>).")] = None,
+    judge: Annotated[bool, typer.Option(help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
+    json_out: Json = False,
+) -> None:
+    """Evaluate models on a benchmark suite through lmms-eval; write scores and routing traces."""
+    from scopebench.evaluation.runner import run_eval
+
+    run_eval(
+        models=model or [], suite=suite, tasks=tasks.split(",") if tasks else None, limit=limit,
+        batch_size=batch_size, device=device, output=output, judge=judge, json_out=json_out,
+    )
+
+
+@app.command()
+@user_errors
+def flops(
+    model: Annotated[str, typer.Argument(help="Checkpoint dir, preset, demo model, or encoder spec (timm:NAME, open_clip:NAME, hf:ID).")],
+    image_size: Annotated[Optional[int], typer.Option(help="Override every encoder's input resolution.")] = None,
+    prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
+    generated_tokens: Annotated[int, typer.Option(help="Generated tokens (decode cost per token is reported).")] = 16,
+    meta: Annotated[bool, typer.Option("--meta", help="Count on the meta device: no weights, any size.")] = False,
+    counter: Annotated[str, typer.Option(help="fvcore (jit trace) or torch (FlopCounterMode).")] = "fvcore",
+    output: Annotated[Optional[Path], typer.Option(help="Run directory: add per-path costs and expected costs under routing.")] = None,
+    json_out: Json = False,
+) -> None:
+    """Count MACs and FLOPs (= 2 x MACs) per routed path and per component."""
+    from scopebench.profiling.flops import run_flops
+
+    run_flops(
+        model, image_size=image_size, prompt_tokens=prompt_tokens, generated_tokens=generated_tokens,
+        meta=meta, counter=counter, output=output, json_out=json_out,
+    )
+
+
+@app.command()
+@user_errors
+def latency(
+    model: Annotated[str, typer.Argument(help="Checkpoint dir, preset, demo model, or encoder spec.")],
+    batch_size: Annotated[int, typer.Option(help="Images per forward.")] = 1,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 5,
+    repeats: Annotated[int, typer.Option(help="Timed iterations.")] = 30,
+    device: Device = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
+    cuda_graphs: Annotated[bool, typer.Option(help="Capture each encoder in a CUDA graph (CUDA only).")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="Run directory to add latency rows to.")] = None,
+    json_out: Json = False,
+) -> None:
+    """Measure latency per routed path and per component (CUDA events on GPU, torch.utils.benchmark on CPU)."""
+    from scopebench.profiling.latency import run_latency
+
+    run_latency(
+        model, batch_size=batch_size, warmup=warmup, repeats=repeats, device=device, dtype=dtype,
+        prompt_tokens=prompt_tokens, cuda_graphs=cuda_graphs, output=output, json_out=json_out,
+    )
+
+
+@app.command()
+@user_errors
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `scopebench eval`.")],
+    scores: Annotated[Optional[Path], typer.Option(help="CSV of external scores: model,benchmark,score (native scale).")] = None,
+    format: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
+    plot: Annotated[Optional[Path], typer.Option(help="Write PNG and SVG plots into this folder.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write the report to this file instead of stdout.")] = None,
+) -> None:
+    """Compute-versus-accuracy report: Pareto front, savings, routing analysis, plots."""
+    from scopebench.reporting.report import run_report
+
+    run_report(run_dirs, scores=scores, fmt=format, plot_dir=plot, output=output)
+
+
+@demo_app.command("suite")
+@user_errors
+def demo_suite(
+    output: Annotated[Optional[Path], typer.Option(help="Task folder to write (default: the shipped tasks/cambrian16_mini).")] = None,
+) -> None:
+    """Regenerate the cambrian16-mini task data (deterministic)."""
+    from scopebench.demo.build_suite import build_suite
+
+    build_suite(output)
+
+
+@demo_app.command("train")
+@user_errors
+def demo_train(
+    output: Annotated[Optional[Path], typer.Option(help="Checkpoint folder (default: the shipped demo checkpoints).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Override the number of training steps (for quick checks).")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Comma-separated demo model names to train (default: all).")] = None,
+) -> None:
+    """Train the tiny demo checkpoints (Baseline-0, Baseline-1 per encoder, Baseline-all, SCOPE) on CPU."""
+    from scopebench.demo.train import train_all
+
+    train_all(output=output, steps=steps, only=only.split(",") if only else None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

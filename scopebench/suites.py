@@ -1,0 +1,141 @@
+"""Benchmark suites as data: which lmms-eval task feeds which benchmark, its category,
+its main metric and how to bring that metric onto the Cambrian-1 0-100 scale.
+
+A suite is a YAML file (``tasks/suites/NAME.yaml`` or any path)::
+
+    name: cambrian16
+    task_dir: null            # folder of extra lmms-eval task YAMLs (relative to the file), or null
+    benchmarks:
+      - {name: MME-P, task: mme, category: General, metric: mme_perception_score, scale: 0.05}
+
+``scale`` multiplies the lmms-eval value to give 0-100 (``0.05`` for MME-P's 0-2000,
+``100`` for a 0-1 accuracy, ``1`` for a metric already in percent). ``native_max`` is the
+top of the benchmark's published scale (2000 for MME-P, 100 otherwise); external score
+files are read in that scale. Optional per benchmark: ``judge_task`` (the lmms-eval task
+to use when the API judge is enabled) and ``note`` (shown in reports, e.g. "rule-based
+answer extraction").
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from scopebench.errors import ScopebenchError
+from scopebench.paths import tasks_dir
+
+CATEGORY_ORDER = ("General", "Knowledge", "OCR & Chart", "Vision-Centric")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    task: str
+    category: str
+    metric: str
+    scale: float = 100.0
+    native_max: float = 100.0
+    judge_task: str | None = None
+    note: str = ""
+
+    def to_percent(self, value: float) -> float:
+        """lmms-eval metric value -> 0-100."""
+        return float(value) * self.scale
+
+    def native_to_percent(self, value: float) -> float:
+        """Score on the benchmark's published scale (e.g. MME-P out of 2000) -> 0-100."""
+        return float(value) * 100.0 / self.native_max
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    benchmarks: tuple[Benchmark, ...]
+    task_dir: Path | None = None
+    source: Path | None = None
+    description: str = ""
+    categories: tuple[str, ...] = field(default=())
+
+    def benchmark(self, name_or_task: str) -> Benchmark:
+        for b in self.benchmarks:
+            if name_or_task in (b.name, b.task):
+                return b
+        known = [b.name for b in self.benchmarks] + [b.task for b in self.benchmarks]
+        raise ScopebenchError(
+            f"unknown task '{name_or_task}' in suite '{self.name}'{_suggest(name_or_task, known)}; "
+            f"choose from: {', '.join(b.task for b in self.benchmarks)}"
+        )
+
+    def select(self, names: list[str] | None) -> list[Benchmark]:
+        """Benchmarks named by benchmark name or task id (all when ``names`` is empty)."""
+        if not names:
+            return list(self.benchmarks)
+        return [self.benchmark(n) for n in names]
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def suite_files() -> dict[str, Path]:
+    """Built-in suites by name."""
+    return {p.stem: p for p in sorted((tasks_dir() / "suites").glob("*.yaml"))}
+
+
+_REQUIRED = ("name", "task", "category", "metric")
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """Load a built-in suite by name, or a user suite from a YAML file."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        files = suite_files()
+        if str(name_or_path) not in files:
+            raise ScopebenchError(
+                f"unknown suite '{name_or_path}'{_suggest(str(name_or_path), list(files))}; "
+                f"built-in suites: {', '.join(files)}; or pass a suite YAML file"
+            )
+        path = files[str(name_or_path)]
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ScopebenchError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or not data["benchmarks"]:
+        raise ScopebenchError(f"{path}: field 'benchmarks' must be a non-empty list of benchmarks")
+    allowed = {f for f in Benchmark.__dataclass_fields__}
+    benchmarks = []
+    for i, item in enumerate(data["benchmarks"]):
+        where = f"{path}: benchmarks[{i}]"
+        if not isinstance(item, dict):
+            raise ScopebenchError(f"{where} must be a mapping with fields {', '.join(_REQUIRED)}")
+        missing = [k for k in _REQUIRED if not item.get(k)]
+        if missing:
+            raise ScopebenchError(f"{where} is missing field '{missing[0]}'")
+        unknown = sorted(set(item) - allowed)
+        if unknown:
+            raise ScopebenchError(
+                f"{where} has unknown field '{unknown[0]}'{_suggest(unknown[0], sorted(allowed))}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+        for num in ("scale", "native_max"):
+            if num in item and not (isinstance(item[num], int | float) and item[num] > 0):
+                raise ScopebenchError(f"{where}.{num} must be a positive number, got {item[num]!r}")
+        benchmarks.append(Benchmark(**item))
+    names = [b.name for b in benchmarks]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ScopebenchError(f"{path}: benchmark name '{sorted(dup)[0]}' appears twice")
+    task_dir = data.get("task_dir")
+    cats = tuple(dict.fromkeys(b.category for b in benchmarks))
+    return Suite(
+        name=str(data.get("name") or path.stem),
+        benchmarks=tuple(benchmarks),
+        task_dir=(path.parent / task_dir).resolve() if task_dir else None,
+        source=path,
+        description=str(data.get("description", "")),
+        categories=cats,
+    )

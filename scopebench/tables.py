@@ -1,0 +1,180 @@
+"""The run directory: three tidy tables plus a manifest, shared by every stage.
+
+    RUN_DIR/
+      manifest.json     versions, git hash, config hashes, seeds, command line, device, suite
+      scores.parquet    one row per (model, benchmark)
+      routes.parquet    one row per (model, benchmark, doc_id): chosen route, router probabilities
+      costs.parquet     one row per (model, path, component) and expected-cost rows per benchmark
+      parts/            per (model, task) pieces written by eval; complete pieces are never recomputed
+
+Columns are fixed here so every analysis reads the same thing. Tables are read from
+Parquet or CSV; they are written as Parquet, atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scopebench.errors import ScopebenchError
+
+# score: 0-100 (Cambrian-1 convention); raw_score: lmms-eval's value of `metric`.
+SCORES_COLUMNS = ["model", "suite", "benchmark", "task", "category", "metric", "score", "raw_score", "n", "stderr"]
+# route: the encoder path the sample took, e.g. "shared+dinov2" ("shared" for Baseline-0);
+# encoder: the routed encoder the router chose ("" when no router); sample_score: the
+# per-sample value of the main metric on 0-100 where lmms-eval defines one, else NaN;
+# prob:<encoder>: router probability of each routed encoder (NaN without a router).
+ROUTES_COLUMNS = ["model", "benchmark", "task", "doc_id", "route", "encoder", "sample_score"]
+PROB_PREFIX = "prob:"
+# kind: "path" (static per-path count), "latency" (measured), or "expected" (per benchmark, under routing).
+# macs: multiply-accumulates; flops = 2 * macs. Latency in milliseconds.
+COSTS_COLUMNS = [
+    "model", "kind", "path", "component", "benchmark", "visual_tokens", "macs", "flops", "params",
+    "active_params", "latency_median_ms", "latency_iqr_ms", "batch_size", "device", "counter",
+]
+
+TABLES = {"scores": SCORES_COLUMNS, "routes": ROUTES_COLUMNS, "costs": COSTS_COLUMNS}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    """Write a table atomically as Parquet (or CSV when ``path`` ends in .csv)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def conform(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Order a table's columns as the schema says, adding missing ones as NA (extra prob: columns kept)."""
+    cols = TABLES[name]
+    out = df.copy()
+    for c in cols:
+        if c not in out.columns:
+            out[c] = pd.NA
+    extra = [c for c in out.columns if c not in cols]
+    return out[cols + extra]
+
+
+def read_table(path: Path, name: str) -> pd.DataFrame:
+    """Read one table file, checking it has the schema's columns."""
+    try:
+        df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except FileNotFoundError:
+        raise ScopebenchError(f"{path}: file not found") from None
+    except Exception as err:  # pyarrow / pandas parse errors
+        raise ScopebenchError(
+            f"{path}: cannot read the {name} table ({err.__class__.__name__}); re-create it with scopebench"
+        ) from None
+    required = [c for c in TABLES[name] if c not in ("stderr", "sample_score", "counter")]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ScopebenchError(f"{path}: the {name} table lacks column '{missing[0]}'; re-create it with scopebench")
+    return df
+
+
+def table_path(run_dir: Path, name: str) -> Path | None:
+    """The file holding table ``name`` in ``run_dir`` (Parquet preferred, then CSV), or None."""
+    for suffix in (".parquet", ".csv"):
+        p = Path(run_dir) / f"{name}{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def load_table(run_dir: Path, name: str, required: bool = True) -> pd.DataFrame:
+    """Read table ``name`` of a run directory; an empty schema-shaped frame when absent and not required."""
+    p = table_path(run_dir, name)
+    if p is None:
+        if required:
+            raise ScopebenchError(
+                f"{run_dir}: no {name} table ({name}.parquet or {name}.csv); "
+                f"create it with `scopebench {'eval' if name != 'costs' else 'flops --output'}`"
+            )
+        return pd.DataFrame(columns=TABLES[name])
+    return read_table(p, name)
+
+
+def save_table(run_dir: Path, name: str, df: pd.DataFrame) -> Path:
+    path = Path(run_dir) / f"{name}.parquet"
+    write_table(conform(df, name), path)
+    return path
+
+
+def merge_rows(run_dir: Path, name: str, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Insert or replace rows of table ``name`` identified by ``keys``; write atomically; return the table."""
+    old = load_table(run_dir, name, required=False)
+    if len(old) and len(new):
+        idx = pd.MultiIndex.from_frame(new[keys].astype(str))
+        keep = ~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(idx)
+        old = old[keep]
+    frames = [f for f in (old, new) if len(f)]
+    df = pd.concat(frames, ignore_index=True) if frames else new
+    save_table(run_dir, name, df)
+    return conform(df, name)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    p = Path(run_dir) / "manifest.json"
+    if not p.exists():
+        return {}
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        raise ScopebenchError(f"{p}: not valid JSON; delete it or choose another --output") from None
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_text(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def environment() -> dict[str, Any]:
+    """Versions, git hash and command line for the manifest."""
+    import subprocess
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("scopebench", "lmms-eval", "torch", "transformers", "timm", "open_clip_torch", "fvcore"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        git = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        git = None
+    return {"versions": versions, "git": git, "command": sys.argv, "python": sys.version.split()[0]}
