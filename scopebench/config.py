@@ -1,0 +1,174 @@
+"""Typed model configs: the LLM, the encoders, projector, router, fusion and selection policy.
+
+A model config is plain data (YAML in ``configs/``, JSON in a checkpoint folder)::
+
+    name: scope-demo
+    llm: {spec: hf:/path/or/hub-id, config: {model_type: qwen2, hidden_size: 64, ...}}
+    shared: {spec: timm:vit_tiny_patch16_224, image_size: 64}
+    routed:
+      convnext: {spec: timm:convnext_atto}
+      clip: {spec: open_clip:ViT-B-32}
+    projector: mlp2x_gelu        # or linear
+    fusion: sequence             # or channel
+    policy: router               # see `Policy`
+    router: {dim: 64, heads: 2}
+    variants: {baseline-0: shared_only, baseline-all: all}   # presets only
+
+Policies (``Policy.parse``): ``shared_only`` (Baseline-0), ``fixed:a,b`` (Baseline-k), ``all``,
+``router`` (SCOPE top-1), ``router_topk:K``, ``token_moe``, ``random``; any of them may end in
+``/mask:a,b`` to drop encoders from a fixed checkpoint at inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from scopebench.errors import ScopebenchError
+from scopebench.models.encoders import EncoderConfig
+from scopebench.models.router import RouterConfig
+
+POLICY_KINDS = ("shared_only", "fixed", "all", "router", "router_topk", "token_moe", "random")
+ROUTER_KINDS = ("router", "router_topk")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which encoders a sample uses. ``encoders``: the fixed set; ``k``: top-k; ``masked``: dropped at inference."""
+
+    kind: str
+    encoders: tuple[str, ...] = ()
+    k: int = 1
+    masked: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str, routed: list[str], where: str = "policy") -> Policy:
+        """Parse a policy string against the model's routed encoder names."""
+        base, _, mask = str(text).partition("/mask:")
+        if base.startswith("mask:"):  # "mask:a" alone: the checkpoint's own policy is applied by the caller
+            raise ScopebenchError(f"{where}: write masking as '<policy>/mask:{base[5:]}', e.g. 'all/mask:{base[5:]}'")
+        kind, _, arg = base.partition(":")
+        if kind not in POLICY_KINDS:
+            close = difflib.get_close_matches(kind, POLICY_KINDS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ScopebenchError(f"{where}: unknown policy '{text}'{hint}; choose from {', '.join(POLICY_KINDS)}")
+        masked = _names(mask, routed, where) if mask else ()
+        if kind == "fixed":
+            if not arg:
+                raise ScopebenchError(f"{where}: 'fixed' needs encoder names, e.g. fixed:{routed[0] if routed else 'NAME'}")
+            return cls("fixed", _names(arg, routed, where), masked=masked)
+        if kind == "all":
+            return cls("fixed", tuple(routed), masked=masked)
+        if kind == "router_topk":
+            if not arg.isdigit() or not 1 <= int(arg) <= len(routed):
+                raise ScopebenchError(f"{where}: router_topk:K needs 1 <= K <= {len(routed)}, got '{arg}'")
+            return cls("router_topk", k=int(arg), masked=masked)
+        if arg:
+            raise ScopebenchError(f"{where}: policy '{kind}' takes no argument, got '{text}'")
+        if kind in ("router", "token_moe", "random") and not routed:
+            raise ScopebenchError(f"{where}: policy '{kind}' needs routed encoders, the model has none")
+        return cls(kind, masked=masked)
+
+    @property
+    def uses_router(self) -> bool:
+        return self.kind in ROUTER_KINDS
+
+    def __str__(self) -> str:
+        text = {"fixed": f"fixed:{','.join(self.encoders)}", "router_topk": f"router_topk:{self.k}"}.get(self.kind, self.kind)
+        return text + (f"/mask:{','.join(self.masked)}" if self.masked else "")
+
+
+def _names(arg: str, routed: list[str], where: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in arg.split(",") if n.strip())
+    for n in names:
+        if n not in routed:
+            close = difflib.get_close_matches(n, routed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ScopebenchError(f"{where}: unknown encoder '{n}'{hint}; routed encoders: {', '.join(routed) or 'none'}")
+    return tuple(n for n in routed if n in names)  # config order
+
+
+@dataclass
+class LLMConfig:
+    """The causal LM: ``spec`` hf:ID_OR_DIR; ``config`` an inline transformers config (needed offline)."""
+
+    spec: str
+    config: dict[str, Any] | None = None
+    pretrained: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    llm: LLMConfig
+    shared: EncoderConfig
+    routed: dict[str, EncoderConfig] = field(default_factory=dict)
+    projector: str = "mlp2x_gelu"
+    fusion: str = "sequence"
+    policy: str = "router"
+    router: RouterConfig = field(default_factory=RouterConfig)
+    image_size: int | None = None  # input canvas; default: the largest encoder resolution
+    prompt_template: str = "{prompt}"
+    max_new_tokens: int = 16
+    seed: int = 0
+    variants: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def routed_names(self) -> list[str]:
+        return list(self.routed)
+
+    def parsed_policy(self) -> Policy:
+        return Policy.parse(self.policy, self.routed_names, where=f"model '{self.name}': policy")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"llm": LLMConfig, "shared": EncoderConfig, "router": RouterConfig}
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ScopebenchError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(fields), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ScopebenchError(f"{where}: unknown field '{unknown[0]}'{hint}; allowed: {', '.join(sorted(fields))}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [r for r in required if r not in data]
+    if missing:
+        raise ScopebenchError(f"{where}: missing field '{missing[0]}'")
+    return cls(**data)
+
+
+def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
+    """Validate a config mapping (from YAML / JSON) into a ModelConfig; ``where`` names the file."""
+    if not isinstance(data, dict):
+        raise ScopebenchError(f"{where}: the model config must be a mapping")
+    data = dict(data)
+    for key, cls in _SECTIONS.items():
+        if key in data:
+            data[key] = _build(cls, data[key], f"{where}: {key}")
+    if "routed" in data:
+        if not isinstance(data["routed"], dict):
+            raise ScopebenchError(f"{where}: routed must map encoder names to encoder configs")
+        data["routed"] = {str(k): _build(EncoderConfig, v, f"{where}: routed.{k}") for k, v in data["routed"].items()}
+        bad = [k for k in data["routed"] if not k.replace("_", "").replace("-", "").isalnum() or k == "shared"]
+        if bad:
+            raise ScopebenchError(f"{where}: routed encoder name '{bad[0]}' must be alphanumeric (with _ or -) and not 'shared'")
+    cfg = _build(ModelConfig, data, where)
+    for key in ("projector", "fusion"):
+        allowed = {"projector": ("mlp2x_gelu", "linear"), "fusion": ("sequence", "channel")}[key]
+        if getattr(cfg, key) not in allowed:
+            raise ScopebenchError(f"{where}: {key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
+    cfg.parsed_policy()
+    for variant, policy in cfg.variants.items():
+        Policy.parse(policy, cfg.routed_names, where=f"{where}: variants.{variant}")
+    return cfg

@@ -1,0 +1,60 @@
+"""The factory: ModelConfig -> MultiEncoderVLM (random init, on the meta device, or with local weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from scopebench.config import LLMConfig, ModelConfig
+from scopebench.errors import ScopebenchError
+
+
+def llm_config(cfg: LLMConfig):
+    """The transformers config of the LLM: inline, from a local folder, or from the hub."""
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    spec = cfg.spec.removeprefix("hf:")
+    if cfg.config is not None:
+        data = dict(cfg.config)
+        model_type = data.pop("model_type", None)
+        if model_type not in CONFIG_MAPPING:
+            raise ScopebenchError(f"llm '{cfg.spec}': config.model_type '{model_type}' is not a transformers model type")
+        return CONFIG_MAPPING[model_type](**data)
+    try:
+        return AutoConfig.from_pretrained(spec, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError):
+        raise ScopebenchError(
+            f"llm '{cfg.spec}': no config found locally and the hub is unreachable; pass a local folder "
+            f"or give the architecture inline under llm.config"
+        ) from None
+
+
+def build_llm(cfg: LLMConfig):
+    """A causal LM from its config (random init), or from local weights when ``pretrained`` is set."""
+    from transformers import AutoModelForCausalLM
+
+    hf = llm_config(cfg)
+    if cfg.pretrained:
+        path = Path(cfg.pretrained).expanduser()
+        if not path.is_dir():
+            raise ScopebenchError(f"llm '{cfg.spec}': pretrained folder {path} not found")
+        return AutoModelForCausalLM.from_pretrained(
+            path, config=hf, use_safetensors=True, trust_remote_code=cfg.trust_remote_code
+        )
+    return AutoModelForCausalLM.from_config(hf, trust_remote_code=cfg.trust_remote_code)
+
+
+def build_model(cfg: ModelConfig, tokenizer=None, meta: bool = False, trust_remote_code: bool = False):
+    """Build a MultiEncoderVLM. ``meta=True`` allocates no weights (for counting paper-scale models)."""
+    from scopebench.models.vlm import MultiEncoderVLM
+
+    if cfg.llm.trust_remote_code and not trust_remote_code:
+        raise ScopebenchError(
+            f"model '{cfg.name}': llm.trust_remote_code is set; pass --trust-remote-code to run code from the model"
+        )
+    torch.manual_seed(cfg.seed)
+    if meta:
+        with torch.device("meta"):
+            return MultiEncoderVLM(cfg, build_llm(cfg.llm), tokenizer).eval()
+    return MultiEncoderVLM(cfg, build_llm(cfg.llm), tokenizer).eval()

@@ -1,0 +1,401 @@
+"""Vision encoder adapters: timm, open_clip and transformers models behind one interface.
+
+Every adapter is an ``nn.Module`` that takes a batch of images as a float tensor in [0, 1]
+(any resolution) and returns pre-projector token features ``(B, N, C)``. It resizes and
+normalises the images itself, so one image tensor feeds every encoder of a model. An
+encoder is named by a spec string:
+
+    timm:vit_small_patch16_224      open_clip:ViT-L-14-336      hf:google/siglip-so400m-patch14-384
+
+Any architecture builds without weights (random init, or on the ``meta`` device) from its
+name plus overrides; pretrained weights load from a local safetensors file or folder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scopebench.errors import ScopebenchError
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+SOURCES = ("timm", "open_clip", "hf")
+
+
+@dataclass
+class EncoderConfig:
+    """How to build one encoder. ``spec`` is ``SOURCE:NAME``; ``config`` is an inline transformers
+    config (for ``hf:`` ids that are neither local nor reachable); ``overrides`` go to the factory."""
+
+    spec: str
+    image_size: int | None = None
+    feature_layer: str = "last"  # "last" or "penultimate"
+    drop_cls: bool = True
+    pretrained: str | None = None  # local safetensors file / folder, or "hub"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+
+    @property
+    def source(self) -> str:
+        return self.spec.split(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.spec.split(":", 1)[1] if ":" in self.spec else ""
+
+
+class VisionEncoder(nn.Module):
+    """Base adapter: resize + normalise, run the backbone, return (B, N, C) tokens."""
+
+    def __init__(self, cfg: EncoderConfig, image_size: int, mean, std, interpolation: str = "bicubic"):
+        super().__init__()
+        self.cfg = cfg
+        self.image_size = int(image_size)
+        self.interpolation = interpolation if interpolation in ("bilinear", "bicubic") else "bicubic"
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self._shape: tuple[int, int] | None = None
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images of any size -> normalised (B, 3, S, S) at this encoder's resolution."""
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            images = F.interpolate(
+                images, size=(self.image_size, self.image_size), mode=self.interpolation,
+                align_corners=False, antialias=images.device.type != "meta",
+            )
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(self.preprocess(images))
+
+    def output_shape(self) -> tuple[int, int]:
+        """(tokens, channels) of the output, found by a shape-only forward (no compute)."""
+        if self._shape is None:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            param = next(self.parameters())
+            if param.device.type == "meta":
+                out = self.features(torch.empty(1, 3, self.image_size, self.image_size, device="meta"))
+            else:
+                with FakeTensorMode(allow_non_fake_inputs=True):
+                    out = self.features(torch.empty(1, 3, self.image_size, self.image_size, dtype=param.dtype))
+            self._shape = (int(out.shape[1]), int(out.shape[2]))
+        return self._shape
+
+    @property
+    def num_tokens(self) -> int:
+        return self.output_shape()[0]
+
+    @property
+    def width(self) -> int:
+        return self.output_shape()[1]
+
+    def describe(self) -> dict[str, Any]:
+        """Summary for listings: spec, resolution, tokens, width, normalisation, parameters."""
+        return {
+            "spec": self.cfg.spec, "image_size": self.image_size, "tokens": self.num_tokens, "width": self.width,
+            "mean": [round(float(v), 4) for v in self.mean.flatten()], "std": [round(float(v), 4) for v in self.std.flatten()],
+            "feature_layer": self.cfg.feature_layer, "drop_cls": self.cfg.drop_cls,
+            "params": sum(p.numel() for p in self.parameters()),
+        }
+
+
+def _to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """NCHW feature maps -> (B, HW, C); (B, N, C) passes through."""
+    return x.flatten(2).transpose(1, 2) if x.ndim == 4 else x
+
+
+def _check_layer(cfg: EncoderConfig) -> None:
+    if cfg.feature_layer not in ("last", "penultimate"):
+        raise ScopebenchError(
+            f"encoder '{cfg.spec}': feature_layer must be 'last' or 'penultimate', got '{cfg.feature_layer}'"
+        )
+
+
+def _local_safetensors(path: str, spec: str) -> Path:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files = sorted(p.glob("*.safetensors"))
+        if not files:
+            raise ScopebenchError(f"encoder '{spec}': no .safetensors file in {p}; convert the weights to safetensors")
+        p = files[0]
+    if not p.exists():
+        raise ScopebenchError(f"encoder '{spec}': pretrained weights {p} not found; fix `pretrained:` or remove it")
+    if p.suffix != ".safetensors":
+        raise ScopebenchError(f"encoder '{spec}': {p} is not a .safetensors file; only safetensors weights are loaded")
+    return p
+
+
+class TimmEncoder(VisionEncoder):
+    """timm backbone: ViTs give patch tokens (prefix tokens optional), convnets give their last feature map."""
+
+    def __init__(self, cfg: EncoderConfig):
+        import timm
+
+        kwargs = dict(cfg.overrides)
+        if cfg.pretrained and cfg.pretrained != "hub":
+            kwargs["pretrained_cfg_overlay"] = {"file": str(_local_safetensors(cfg.pretrained, cfg.spec))}
+        try:
+            try:
+                model = timm.create_model(
+                    cfg.name, pretrained=bool(cfg.pretrained), num_classes=0,
+                    **({"img_size": cfg.image_size} if cfg.image_size else {}), **kwargs,
+                )
+            except TypeError as err:  # convnets take any size: no img_size argument
+                if "img_size" not in str(err):
+                    raise
+                model = timm.create_model(cfg.name, pretrained=bool(cfg.pretrained), num_classes=0, **kwargs)
+        except RuntimeError as err:
+            if "Unknown model" in str(err):
+                raise ScopebenchError(f"unknown timm model in '{cfg.spec}'; list names with timm.list_models()") from None
+            raise
+        pcfg = model.pretrained_cfg
+        size = cfg.image_size or pcfg.get("input_size", (3, 224, 224))[-1]
+        super().__init__(cfg, size, pcfg.get("mean", IMAGENET_MEAN), pcfg.get("std", IMAGENET_STD),
+                         pcfg.get("interpolation", "bicubic"))
+        self.model = model
+        self.prefix = int(getattr(model, "num_prefix_tokens", 0))
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.cfg.feature_layer == "last":
+            x = _to_tokens(self.model.forward_features(pixels))
+            return x[:, self.prefix:] if (self.cfg.drop_cls and x.ndim == 3) else x
+        keep_prefix = self.prefix > 0 and not self.cfg.drop_cls
+        out = self.model.forward_intermediates(
+            pixels, indices=2, intermediates_only=True, output_fmt="NLC" if self.prefix or _is_vit(self.model) else "NCHW",
+            **({"return_prefix_tokens": True} if keep_prefix else {}),
+        )[0]
+        if keep_prefix:
+            spatial, prefix = out
+            return torch.cat([prefix, _to_tokens(spatial)], dim=1)
+        return _to_tokens(out)
+
+
+def _is_vit(model: nn.Module) -> bool:
+    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
+
+
+class OpenClipEncoder(VisionEncoder):
+    """open_clip image tower: ViT patch tokens (via forward_intermediates) or the timm trunk's feature map."""
+
+    def __init__(self, cfg: EncoderConfig):
+        import open_clip
+
+        if cfg.name not in open_clip.list_models():
+            import difflib
+
+            close = difflib.get_close_matches(cfg.name, open_clip.list_models(), n=1)
+            hint = f" (did you mean 'open_clip:{close[0]}'?)" if close else ""
+            raise ScopebenchError(f"unknown open_clip model in '{cfg.spec}'{hint}; see open_clip.list_models()")
+        pretrained = None
+        if cfg.pretrained and cfg.pretrained != "hub":
+            pretrained = str(_local_safetensors(cfg.pretrained, cfg.spec))
+        device = torch.empty(0).device  # honour an enclosing `with torch.device("meta")`
+        model = open_clip.create_model(
+            cfg.name, pretrained=pretrained, device=device, **cfg.overrides,
+            **({"force_image_size": cfg.image_size} if cfg.image_size else {}),
+        )
+        visual = model.visual
+        del model
+        pre = getattr(visual, "preprocess_cfg", {}) or {}
+        size = visual.image_size[0] if isinstance(visual.image_size, tuple | list) else visual.image_size
+        super().__init__(cfg, size, pre.get("mean", CLIP_MEAN), pre.get("std", CLIP_STD), pre.get("interpolation", "bicubic"))
+        self.visual = visual
+        self.is_trunk = hasattr(visual, "trunk")
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.is_trunk:  # TimmModel (ConvNeXt etc.)
+            trunk = self.visual.trunk
+            if self.cfg.feature_layer == "last":
+                return _to_tokens(trunk.forward_features(pixels))
+            return _to_tokens(trunk.forward_intermediates(pixels, indices=2, intermediates_only=True)[0])
+        out = self.visual.forward_intermediates(
+            pixels, indices=1 if self.cfg.feature_layer == "last" else 2, intermediates_only=True,
+            output_fmt="NLC", output_extra_tokens=not self.cfg.drop_cls,
+        )
+        x = out["image_intermediates"][0]
+        if not self.cfg.drop_cls:
+            x = torch.cat([out["image_intermediates_prefix"][0], x], dim=1)
+        return x
+
+
+_HF_NORMS = {"clip": (CLIP_MEAN, CLIP_STD), "siglip": (HALF, HALF), "qwen2_5_vl": (CLIP_MEAN, CLIP_STD)}
+
+
+class HFEncoder(VisionEncoder):
+    """transformers vision model: CLIP / SigLIP / DINOv2 / DINOv3 vision towers (hidden states as tokens)."""
+
+    def __init__(self, cfg: EncoderConfig, hf_config, model: nn.Module, family: str):
+        size = cfg.image_size or hf_config.image_size
+        mean, std = _HF_NORMS.get(family, (IMAGENET_MEAN, IMAGENET_STD))
+        super().__init__(cfg, size, mean, std)
+        self.model = model
+        self.prefix = 0 if family == "siglip" else 1 + int(getattr(hf_config, "num_register_tokens", 0) or 0)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        kwargs = {"interpolate_pos_encoding": True} if self.family_interpolates else {}
+        out = self.model(pixel_values=pixels, output_hidden_states=self.cfg.feature_layer != "last", **kwargs)
+        x = out.last_hidden_state if self.cfg.feature_layer == "last" else out.hidden_states[-2]
+        return x[:, self.prefix:] if self.cfg.drop_cls else x
+
+    @property
+    def family_interpolates(self) -> bool:
+        return type(self.model).__name__ in ("CLIPVisionModel", "SiglipVisionModel", "Dinov2Model")
+
+
+class QwenVisionEncoder(VisionEncoder):
+    """Qwen2.5-VL vision tower: images are cut into 14x14 patches (two frames each), 2x2-merged tokens out."""
+
+    def __init__(self, cfg: EncoderConfig, hf_config, model: nn.Module):
+        unit = hf_config.patch_size * hf_config.spatial_merge_size
+        size = cfg.image_size or 448
+        if size % unit:
+            raise ScopebenchError(f"encoder '{cfg.spec}': image_size {size} must be a multiple of {unit} (patch x merge)")
+        super().__init__(cfg, size, CLIP_MEAN, CLIP_STD)
+        self.model = model
+        self.patch, self.merge, self.temporal = hf_config.patch_size, hf_config.spatial_merge_size, hf_config.temporal_patch_size
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = pixels.shape
+        p, m, t = self.patch, self.merge, self.temporal
+        gh, gw = h // p, w // p
+        x = pixels.unsqueeze(1).expand(b, t, c, h, w)  # a still image is repeated over the temporal patch
+        x = x.reshape(b, t, c, gh // m, m, p, gw // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        x = x.reshape(b * gh * gw, c * t * p * p)
+        grid = torch.tensor([[1, gh, gw]] * b, device="cpu" if pixels.device.type == "meta" else pixels.device)
+        merged = self.model(x, grid_thw=grid).pooler_output
+        return merged.reshape(b, (gh // m) * (gw // m), -1)
+
+    def output_shape(self) -> tuple[int, int]:
+        n = (self.image_size // (self.patch * self.merge)) ** 2
+        return n, int(self.model.config.out_hidden_size)
+
+
+def _hf_config(cfg: EncoderConfig):
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    local = Path(cfg.name).expanduser()
+    if cfg.config is not None:
+        data = dict(cfg.config)
+        model_type = data.pop("model_type", None)
+        if model_type == "qwen2_5_vl_vision":  # the vision tower alone has no entry in CONFIG_MAPPING
+            from transformers import Qwen2_5_VLVisionConfig
+
+            return Qwen2_5_VLVisionConfig(**data)
+        if model_type not in CONFIG_MAPPING:
+            raise ScopebenchError(
+                f"encoder '{cfg.spec}': config.model_type '{model_type}' is not a transformers model type"
+            )
+        hf = CONFIG_MAPPING[model_type](**data)
+    elif local.is_dir():
+        if not (local / "config.json").exists():
+            raise ScopebenchError(f"encoder '{cfg.spec}': {local}/config.json not found; point hf: at a model folder")
+        hf = AutoConfig.from_pretrained(local, trust_remote_code=False)
+    else:
+        try:
+            hf = AutoConfig.from_pretrained(cfg.name, trust_remote_code=False)
+        except OSError:
+            raise ScopebenchError(
+                f"encoder '{cfg.spec}': no config found locally and the hub is unreachable; pass a local folder "
+                f"(hf:/path/to/model) or give the architecture inline under `config:`"
+            ) from None
+    if cfg.overrides:
+        target = getattr(hf, "vision_config", None) or hf
+        for k, v in cfg.overrides.items():
+            setattr(target, k, v)
+    return hf
+
+
+def _build_hf(cfg: EncoderConfig) -> VisionEncoder:
+    from transformers import CLIPVisionModel, Dinov2Model, DINOv3ViTModel, SiglipVisionModel
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+
+    hf = _hf_config(cfg)
+    model_type = "qwen2_5_vl" if type(hf).__name__ == "Qwen2_5_VLVisionConfig" else hf.model_type
+    if hasattr(hf, "vision_config") and model_type in ("clip", "siglip", "qwen2_5_vl"):
+        hf = hf.vision_config
+    families = {
+        "clip": ("clip", CLIPVisionModel), "clip_vision_model": ("clip", CLIPVisionModel),
+        "siglip": ("siglip", SiglipVisionModel), "siglip_vision_model": ("siglip", SiglipVisionModel),
+        "dinov2": ("dinov2", Dinov2Model), "dinov3_vit": ("dinov3", DINOv3ViTModel),
+        "qwen2_5_vl": ("qwen2_5_vl", Qwen2_5_VisionTransformerPretrainedModel),
+    }
+    if model_type not in families:
+        raise ScopebenchError(
+            f"encoder '{cfg.spec}': transformers model type '{model_type}' is not supported; "
+            f"supported: {', '.join(sorted(families))}"
+        )
+    family, cls = families[model_type]
+    model = cls._from_config(hf)
+    if cfg.pretrained:
+        _load_hf_weights(model, cfg, Path(cfg.name) if cfg.pretrained == "hub" else Path(cfg.pretrained))
+    if family == "qwen2_5_vl":
+        return QwenVisionEncoder(cfg, hf, model)
+    return HFEncoder(cfg, hf, model, family)
+
+
+def _load_hf_weights(model: nn.Module, cfg: EncoderConfig, folder: Path) -> None:
+    """Load safetensors shards from a local folder, keeping the keys of this (vision) sub-model."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(folder).expanduser().glob("*.safetensors")) if Path(folder).is_dir() else [Path(folder)]
+    if not files or not files[0].exists():
+        raise ScopebenchError(f"encoder '{cfg.spec}': no .safetensors weights in {folder}; download them first")
+    own = set(model.state_dict())
+    prefixes = ("", "vision_model.", "model.visual.", "visual.", "vision_tower.")
+    state = {}
+    for f in files:
+        for k, v in load_file(str(f)).items():
+            for prefix in prefixes:
+                if not k.startswith(prefix):
+                    continue
+                for key in (k[len(prefix):], f"vision_model.{k[len(prefix):]}"):
+                    if key in own:
+                        state[key] = v
+    missing = own - set(state)
+    if missing:
+        raise ScopebenchError(f"encoder '{cfg.spec}': weights in {folder} lack {len(missing)} tensors, e.g. '{sorted(missing)[0]}'")
+    model.load_state_dict(state)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """'timm:NAME' -> ('timm', 'NAME'), with a clear error for an unknown source."""
+    source, sep, name = spec.partition(":")
+    if not sep or not name or source not in SOURCES:
+        raise ScopebenchError(
+            f"encoder spec '{spec}' is not SOURCE:NAME with SOURCE one of {', '.join(SOURCES)} "
+            f"(e.g. timm:vit_small_patch16_224, open_clip:ViT-B-32, hf:facebook/dinov2-small)"
+        )
+    return source, name
+
+
+def create_encoder(cfg: EncoderConfig | str, **overrides: Any) -> VisionEncoder:
+    """Build an encoder from a config or a spec string (random init unless ``pretrained`` is set).
+
+    Build inside ``with torch.device("meta"):`` for a weight-free model of any size.
+    """
+    if isinstance(cfg, str):
+        cfg = EncoderConfig(spec=cfg, **overrides)
+    source, _ = parse_spec(cfg.spec)
+    _check_layer(cfg)
+    builder = {"timm": TimmEncoder, "open_clip": OpenClipEncoder, "hf": _build_hf}[source]
+    try:
+        enc = builder(cfg)
+    except ScopebenchError:
+        raise
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ScopebenchError(f"encoder '{cfg.spec}' cannot be built with these options: {err}") from None
+    if enc.image_size <= 0 or not math.isfinite(enc.image_size):
+        raise ScopebenchError(f"encoder '{cfg.spec}': invalid image_size {enc.image_size}")
+    return enc

@@ -1,0 +1,128 @@
+"""Model references: presets (configs/*.yaml), shipped demo checkpoints, and checkpoint folders.
+
+A reference is one of
+- a checkpoint folder (holds ``scopebench.json``),
+- a demo model name (``demo-scope``, ``demo-baseline-0``, ... in the shipped demo folder),
+- a preset name, optionally with a variant or policy: ``scope-paper``, ``scope-paper@baseline-2``,
+  ``cambrian-1@fixed:clip,dinov2``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from pathlib import Path
+
+import yaml
+
+from scopebench.config import ModelConfig, Policy, config_from_dict
+from scopebench.errors import ScopebenchError
+from scopebench.models.checkpoint import is_checkpoint, read_config
+from scopebench.paths import configs_dir, demo_checkpoints_dir
+
+
+def preset_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(configs_dir().glob("*.yaml"))}
+
+
+def demo_models() -> dict[str, Path]:
+    root = demo_checkpoints_dir()
+    return {p.name: p for p in sorted(root.iterdir()) if is_checkpoint(p)} if root.is_dir() else {}
+
+
+def load_preset(name: str) -> ModelConfig:
+    path = preset_files()[name]
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ScopebenchError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from None
+    return config_from_dict(data, str(path))
+
+
+def with_policy(cfg: ModelConfig, variant: str) -> ModelConfig:
+    """A preset variant (named in ``variants`` or a policy string), with the routed pool pruned to what it uses."""
+    policy_text = cfg.variants.get(variant, variant)
+    policy = Policy.parse(policy_text, cfg.routed_names, where=f"model '{cfg.name}@{variant}'")
+    keep = {"shared_only": [], "fixed": list(policy.encoders)}.get(policy.kind, cfg.routed_names)
+    return dataclasses.replace(
+        cfg, name=f"{cfg.name}@{variant}", policy=str(policy),
+        routed={k: v for k, v in cfg.routed.items() if k in keep}, variants={},
+    )
+
+
+def resolve(ref: str) -> tuple[str, ModelConfig, Path | None]:
+    """Reference -> (kind, config, checkpoint folder or None); kind is checkpoint, demo or preset."""
+    path = Path(ref).expanduser()
+    if is_checkpoint(path):
+        return "checkpoint", read_config(path), path
+    demos = demo_models()
+    if ref in demos:
+        return "demo", read_config(demos[ref]), demos[ref]
+    name, _, variant = ref.partition("@")
+    presets = preset_files()
+    if name in presets:
+        cfg = load_preset(name)
+        return "preset", with_policy(cfg, variant) if variant else cfg, None
+    if path.exists():
+        raise ScopebenchError(f"{path}: not a scopebench checkpoint (no scopebench.json inside)")
+    known = list(demos) + list(presets)
+    close = difflib.get_close_matches(ref, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ScopebenchError(
+        f"unknown model '{ref}'{hint}; give a checkpoint folder, a demo model or a preset (see `scopebench models`)"
+    )
+
+
+def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | None = None):
+    """Instantiate a reference: checkpoints with their weights, presets with random (or meta) weights."""
+    from scopebench.models.build import build_model
+    from scopebench.models.checkpoint import load_checkpoint
+
+    kind, cfg, folder = resolve(ref)
+    if folder is not None and not meta:
+        model = load_checkpoint(folder, device=device)
+    else:
+        model = build_model(cfg, meta=meta)
+        if not meta:
+            model = model.to(device)
+    model.ref = ref
+    if policy:
+        model.set_policy(policy)
+    return model
+
+
+def show_models(name: str | None, json_out: bool = False) -> None:
+    """`scopebench models`: list everything, or show one reference's resolved config."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if name:
+        kind, cfg, folder = resolve(name)
+        data = {"ref": name, "kind": kind, "checkpoint": str(folder) if folder else None, "config": cfg.to_dict()}
+        if json_out:
+            print(json.dumps(data, indent=2, default=str))
+            return
+        console.print(f"[bold]{name}[/] ({kind}{', ' + str(folder) if folder else ''})")
+        console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
+        return
+    rows = []
+    for ref, path in preset_files().items():
+        cfg = load_preset(ref)
+        rows.append(("preset", ref, cfg, ", ".join(f"@{v}" for v in cfg.variants), str(path)))
+    for ref, path in demo_models().items():
+        rows.append(("demo", ref, read_config(path), "", str(path)))
+    for path in sorted(Path.cwd().glob("*/scopebench.json")) + sorted(Path.cwd().glob("*/*/scopebench.json")):
+        rows.append(("checkpoint", str(path.parent), read_config(path.parent), "", str(path.parent)))
+    if json_out:
+        print(json.dumps([{"kind": k, "ref": r, "policy": c.policy, "shared": c.shared.spec,
+                           "routed": {n: e.spec for n, e in c.routed.items()}, "llm": c.llm.spec,
+                           "variants": list(c.variants), "path": p} for k, r, c, _, p in rows], indent=2))
+        return
+    table = Table(title="scopebench models")
+    for col in ("kind", "name", "policy", "shared encoder", "routed encoders", "LLM", "variants"):
+        table.add_column(col, overflow="fold")
+    for kind, ref, cfg, variants, _ in rows:
+        table.add_row(kind, ref, cfg.policy, cfg.shared.spec, ", ".join(cfg.routed) or "-", cfg.llm.spec, variants)
+    console.print(table)

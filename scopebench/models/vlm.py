@@ -1,0 +1,362 @@
+"""MultiEncoderVLM: one model class for SCOPE and all of its baselines.
+
+shared encoder + routed encoder pool + projector(s) + token fusion + a transformers causal LM.
+What differs between SCOPE and a baseline is only the selection policy (``scopebench.config.Policy``).
+A batch is grouped by route, so each routed encoder runs only on the samples routed to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scopebench.config import ModelConfig, Policy
+from scopebench.errors import ScopebenchError
+from scopebench.models.encoders import VisionEncoder, create_encoder
+from scopebench.models.router import CrossAttentionRouter, router_losses
+
+Route = tuple[str, ...]  # routed encoders a sample uses, in config order; () = shared only
+
+
+def route_name(route: Route) -> str:
+    """('convnext',) -> 'shared+convnext'; () -> 'shared'."""
+    return "+".join(("shared", *route))
+
+
+@dataclass
+class VLMOutput:
+    """Per-sample results of a forward pass (in the input's order)."""
+
+    logits: torch.Tensor  # (B, T, V): the prediction for each text position
+    sample_nll: torch.Tensor | None  # (B,) mean NLL of the labelled tokens
+    loss: torch.Tensor | None
+    routes: list[Route]
+    probs: torch.Tensor | None  # (B, E) router probabilities (None without a router)
+    aux: dict[str, torch.Tensor]
+
+
+@dataclass
+class Generation:
+    texts: list[str]
+    routes: list[Route]
+    probs: torch.Tensor | None
+
+
+def _projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+
+
+def resample_tokens(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, N, C) -> (B, n, C): area-resample a square token grid, or average-pool a 1-D sequence."""
+    b, m, c = x.shape
+    if m == n:
+        return x
+    side, target = int(round(m**0.5)), int(round(n**0.5))
+    if side * side == m and target * target == n:
+        grid = x.transpose(1, 2).reshape(b, c, side, side)
+        return F.adaptive_avg_pool2d(grid, target).flatten(2).transpose(1, 2)
+    return F.adaptive_avg_pool1d(x.transpose(1, 2), n).transpose(1, 2)
+
+
+class MultiEncoderVLM(nn.Module):
+    """Multi-encoder VLM with a selectable policy. Build with ``scopebench.models.build_model``."""
+
+    def __init__(self, cfg: ModelConfig, llm: nn.Module, tokenizer=None):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.llm = llm
+        self.shared: VisionEncoder = create_encoder(cfg.shared)
+        self.routed = nn.ModuleDict({name: create_encoder(c) for name, c in cfg.routed.items()})
+        self.train_policy = cfg.parsed_policy()
+        dim = llm.get_input_embeddings().embedding_dim
+        names = cfg.routed_names
+        if cfg.fusion == "channel" and self.train_policy.kind == "token_moe":
+            raise ScopebenchError(f"model '{cfg.name}': token_moe needs fusion 'sequence'")
+        self.projectors = nn.ModuleDict()
+        if cfg.fusion == "sequence":
+            self.projectors["shared"] = _projector(cfg.projector, self.shared.width, dim)
+            for name in names:
+                self.projectors[name] = _projector(cfg.projector, self.routed[name].width, dim)
+        else:
+            for route in self._trained_routes():
+                width = self.shared.width + sum(self.routed[e].width for e in route)
+                self.projectors[route_name(route)] = _projector(cfg.projector, width, dim)
+        self.router = None
+        if self.train_policy.uses_router:
+            self.router = CrossAttentionRouter(cfg.router, dim, self.shared.width, len(names))
+        self.gate = nn.Linear(dim, len(names)) if self.train_policy.kind == "token_moe" else None
+        self.policy = self.train_policy
+        self._rng = torch.Generator().manual_seed(cfg.seed)
+
+    # ----- policy -------------------------------------------------------------------------
+    def _trained_routes(self) -> list[Route]:
+        p, names = self.train_policy, self.cfg.routed_names
+        if p.kind in ("router", "random"):
+            return [(n,) for n in names]
+        if p.kind == "router_topk":
+            return list(itertools.combinations(names, p.k))
+        return [tuple(n for n in names if p.kind == "token_moe" or n in p.encoders)]
+
+    def set_policy(self, policy: str | Policy) -> None:
+        """Switch the selection policy at inference (e.g. masking an encoder); checks the modules exist."""
+        p = policy if isinstance(policy, Policy) else Policy.parse(policy, self.cfg.routed_names)
+        if p.uses_router and self.router is None:
+            raise ScopebenchError(f"model '{self.cfg.name}' has no router: policy '{p}' cannot run; use fixed:/all/random")
+        if p.kind == "token_moe" and self.gate is None:
+            raise ScopebenchError(f"model '{self.cfg.name}' has no token gate: policy 'token_moe' cannot run")
+        self.policy = p
+        for route in self.paths():
+            if self.cfg.fusion == "channel" and self._channel_key(route) is None:
+                raise ScopebenchError(f"model '{self.cfg.name}' (channel fusion) has no projector for route {route_name(route)}")
+        self._rng = torch.Generator().manual_seed(self.cfg.seed)
+
+    def available(self) -> list[str]:
+        """Routed encoders the current policy may use (not masked)."""
+        return [n for n in self.cfg.routed_names if n not in self.policy.masked]
+
+    def paths(self) -> list[Route]:
+        """Every route the current policy can take."""
+        p, avail = self.policy, self.available()
+        if p.kind == "shared_only":
+            return [()]
+        if p.kind == "fixed":
+            return [tuple(n for n in avail if n in p.encoders)]
+        if p.kind == "token_moe":
+            return [tuple(avail)]
+        return [tuple(c) for c in itertools.combinations(avail, p.k if p.kind == "router_topk" else 1)]
+
+    def _channel_key(self, route: Route) -> str | None:
+        """Projector of a channel-fusion route: its own, or the trained set it is a masked subset of."""
+        for key in self.projectors:
+            members = key.split("+")[1:]
+            if set(route) <= set(members) and set(members) - set(route) <= set(self.policy.masked):
+                return key
+        return None
+
+    # ----- routing ------------------------------------------------------------------------
+    def text_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(input_ids)
+
+    def choose_routes(self, shared_feats, prompt_embeds, prompt_mask) -> tuple[list[Route], torch.Tensor | None]:
+        """Pick each sample's route; returns routes and router probabilities (B, E) when there is a router."""
+        b, p = shared_feats.shape[0], self.policy
+        names, avail = self.cfg.routed_names, self.available()
+        probs = None
+        if self.router is not None:
+            logits = self.router(prompt_embeds, prompt_mask, shared_feats)
+            probs = logits.float().softmax(-1)
+        if p.uses_router:
+            masked = torch.tensor([n not in avail for n in names], device=probs.device)
+            choice = probs.masked_fill(masked, -1.0).topk(p.k, dim=-1).indices.tolist()
+            return [tuple(n for i, n in enumerate(names) if i in row) for row in choice], probs
+        if p.kind == "random":
+            idx = torch.randint(len(avail), (b,), generator=self._rng).tolist()
+            return [(avail[i],) for i in idx], probs
+        return [self.paths()[0]] * b, probs
+
+    # ----- visual tokens ------------------------------------------------------------------
+    def visual_tokens(self, images: torch.Tensor, route: Route, shared_feats: torch.Tensor) -> torch.Tensor:
+        """Visual tokens (b, N_route, D) for samples that all take ``route``."""
+        if self.cfg.fusion == "channel":
+            key = self._channel_key(route)
+            parts = [shared_feats]
+            for e in key.split("+")[1:]:
+                feats = resample_tokens(self.routed[e](images), shared_feats.shape[1])
+                parts.append(feats if e in route else torch.zeros_like(feats))
+            return self.projectors[key](torch.cat(parts, dim=-1))
+        tokens = self.projectors["shared"](shared_feats)
+        if self.policy.kind == "token_moe":
+            return torch.cat([tokens, self._token_moe(images, route, tokens)], dim=1)
+        return torch.cat([tokens] + [self.projectors[e](self.routed[e](images)) for e in route], dim=1)
+
+    def _token_moe(self, images: torch.Tensor, route: Route, shared_tokens: torch.Tensor) -> torch.Tensor:
+        """Per-token top-1 gating over the routed encoders' projected (and resampled) tokens."""
+        n = shared_tokens.shape[1]
+        experts = torch.stack(
+            [resample_tokens(self.projectors[e](self.routed[e](images)), n) for e in route], dim=2
+        )  # (b, n, E_avail, D)
+        cols = [self.cfg.routed_names.index(e) for e in route]
+        gate = self.gate(shared_tokens)[..., cols].softmax(-1)  # (b, n, E_avail)
+        top = gate.argmax(-1, keepdim=True)
+        weight = gate.gather(-1, top)
+        chosen = experts.gather(2, top.unsqueeze(-1).expand(-1, -1, 1, experts.shape[-1])).squeeze(2)
+        return chosen * weight
+
+    # ----- forward ------------------------------------------------------------------------
+    def forward(
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None,
+    ) -> VLMOutput:
+        """Route, encode and run the LLM on right-padded text; group the batch by route.
+
+        ``prompt_mask`` marks the prompt tokens the router reads (default: every unlabelled real token).
+        """
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ScopebenchError(f"images must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
+        if input_ids.shape[0] != images.shape[0]:
+            raise ScopebenchError(f"batch mismatch: {images.shape[0]} images but {input_ids.shape[0]} texts")
+        if prompt_mask is None:
+            prompt_mask = attention_mask if labels is None else attention_mask * (labels == -100)
+        text = self.text_embeddings(input_ids)
+        shared_feats = self.shared(images)
+        routes, probs = self.choose_routes(shared_feats, text, prompt_mask)
+        soft = self.training and self.router is not None and self.cfg.router.train_mode == "soft"
+        groups: dict[Route, list[int]] = {}
+        for i, r in enumerate(routes):
+            groups.setdefault(r, []).append(i)
+        if soft:  # expected loss over every route, weighted by the router's probabilities
+            groups = {r: list(range(len(routes))) for r in self.paths()}
+        b, t = input_ids.shape
+        vocab = self.llm.get_output_embeddings().out_features
+        logits = text.new_zeros(b, t, vocab)
+        nll = text.new_zeros(b) if labels is not None else None
+        for route, idx in groups.items():
+            ix = torch.tensor(idx, device=images.device)
+            vis = self.visual_tokens(images[ix], route, shared_feats[ix])
+            if probs is not None and self.training and route:
+                col = self.cfg.routed_names.index(route[0])
+                p = probs[ix, col].to(vis.dtype)
+                scale = p if soft else p / p.detach()  # straight-through: 1 in value, router gradient
+                if not soft:
+                    vis = vis * scale.view(-1, 1, 1)
+            group_logits = self._llm_logits(vis, text[ix], attention_mask[ix])
+            if labels is not None:
+                g_nll = _masked_nll(group_logits, labels[ix])
+                if soft:
+                    nll = nll + scale.to(g_nll.dtype) * g_nll
+                else:
+                    nll = nll.index_copy(0, ix, g_nll)
+            if not soft:
+                logits = logits.index_copy(0, ix, group_logits.to(logits.dtype))
+        aux: dict[str, torch.Tensor] = {}
+        loss = None
+        if labels is not None:
+            loss = nll.mean()
+            aux["lm_loss"] = loss.detach()
+            if probs is not None and self.training:
+                aux.update(router_losses(probs, self.cfg.router))
+                loss = loss + aux["router_loss"]
+        return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux)
+
+    def _llm_logits(self, vis: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Run the LLM on [visual; text]; return the prediction for each text position (b, T, V)."""
+        nv = vis.shape[1]
+        embeds = torch.cat([vis.to(text.dtype), text], dim=1)
+        full_mask = torch.cat([mask.new_ones(mask.shape[0], nv), mask], dim=1)
+        out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False)
+        return out.logits[:, nv - 1 : nv - 1 + text.shape[1]]
+
+    # ----- text helpers ---------------------------------------------------------------------
+    def _tok(self):
+        if self.tokenizer is None:
+            raise ScopebenchError(f"model '{self.cfg.name}' has no tokenizer (a preset without weights cannot generate)")
+        return self.tokenizer
+
+    def encode_texts(self, texts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded token ids and mask for already-formatted texts."""
+        tok = self._tok()
+        ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        return _pad(ids, tok.pad_token_id or 0, device)
+
+    def format_prompt(self, prompt: str) -> str:
+        return self.cfg.prompt_template.format(prompt=prompt)
+
+    # ----- generation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor, prompts: list[str], max_new_tokens: int | None = None) -> Generation:
+        """Greedy answers for raw prompts (the template is applied here), batched by route."""
+        tok = self._tok()
+        max_new = max_new_tokens or self.cfg.max_new_tokens
+        ids, mask = self.encode_texts([self.format_prompt(p) for p in prompts], images.device)
+        text = self.text_embeddings(ids)
+        shared_feats = self.shared(images)
+        routes, probs = self.choose_routes(shared_feats, text, mask)
+        out: list[str] = [""] * len(prompts)
+        groups: dict[Route, list[int]] = {}
+        for i, r in enumerate(routes):
+            groups.setdefault(r, []).append(i)
+        for route, idx in groups.items():
+            ix = torch.tensor(idx, device=images.device)
+            vis = self.visual_tokens(images[ix], route, shared_feats[ix])
+            tokens = self._greedy(vis, text[ix], mask[ix], max_new, tok.eos_token_id)
+            for j, seq in zip(idx, tokens, strict=True):
+                out[j] = tok.decode(seq, skip_special_tokens=True).strip()
+        return Generation(texts=out, routes=routes, probs=probs)
+
+    def _greedy(self, vis, text, mask, max_new: int, eos: int | None) -> list[list[int]]:
+        """KV-cached greedy decoding over left-padded [visual; prompt] sequences."""
+        lengths = mask.sum(1).tolist()
+        rows, masks = [], []
+        nv, width = vis.shape[1], text.shape[1]
+        for k, n in enumerate(lengths):
+            seq = torch.cat([vis[k].to(text.dtype), text[k, :n]], dim=0)
+            pad = width - n
+            rows.append(torch.cat([seq.new_zeros(pad, seq.shape[-1]), seq], dim=0))
+            masks.append(torch.cat([mask.new_zeros(pad), mask.new_ones(nv + n)]))
+        embeds, attn = torch.stack(rows), torch.stack(masks)
+        pos = (attn.cumsum(1) - 1).clamp_min(0)
+        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True)
+        done = torch.zeros(len(lengths), dtype=torch.bool, device=embeds.device)
+        result: list[list[int]] = [[] for _ in lengths]
+        for _ in range(max_new):
+            nxt = out.logits[:, -1].argmax(-1)
+            for k, token in enumerate(nxt.tolist()):
+                if not done[k]:
+                    if token == eos:
+                        done[k] = True
+                    else:
+                        result[k].append(token)
+            if bool(done.all()):
+                break
+            attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], dim=1)
+            pos = pos[:, -1:] + 1
+            out = self.llm(
+                inputs_embeds=self.text_embeddings(nxt[:, None]), attention_mask=attn, position_ids=pos,
+                past_key_values=out.past_key_values, use_cache=True,
+            )
+        return result
+
+    @torch.no_grad()
+    def loglikelihood(self, images: torch.Tensor, contexts: list[str], continuations: list[str]):
+        """(log p(continuation | image, context), continuation is the greedy output) per request."""
+        tok = self._tok()
+        ctx = [tok(self.format_prompt(c), add_special_tokens=False)["input_ids"] for c in contexts]
+        cont = [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        ids, mask = _pad([a + b for a, b in zip(ctx, cont, strict=True)], tok.pad_token_id or 0, images.device)
+        labels = torch.full_like(ids, -100)
+        for k, (a, b) in enumerate(zip(ctx, cont, strict=True)):
+            labels[k, len(a) : len(a) + len(b)] = ids[k, len(a) : len(a) + len(b)]
+        out = self.forward(images, ids, mask, labels=labels)
+        logp = out.logits.float().log_softmax(-1)
+        results = []
+        for k in range(len(contexts)):
+            sel = labels[k] != -100
+            target = labels[k][sel]
+            lp = logp[k][sel].gather(-1, target[:, None]).sum().item()
+            greedy = bool((logp[k][sel].argmax(-1) == target).all())
+            results.append((lp, greedy))
+        return results, out.routes, out.probs
+
+
+def _masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean NLL per sample over labelled positions (labels -100 are ignored)."""
+    nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    count = (labels != -100).sum(1).clamp_min(1)
+    return nll.sum(1) / count
+
+
+def _pad(seqs: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(1, max(len(s) for s in seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for k, s in enumerate(seqs):
+        ids[k, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[k, : len(s)] = 1
+    return ids.to(device), mask.to(device)
