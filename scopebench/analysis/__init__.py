@@ -1,0 +1,1 @@
+"""Analyses over a run directory's tables (pandas / numpy only, no torch)."""

@@ -1,0 +1,156 @@
+"""Compute under routing: expected MACs per sample, the all-encoders reference, savings, params.
+
+Path names: ``shared`` (shared encoder only), ``shared+<enc>``, ``shared+<e1>+<e2>`` ... A model's
+expected cost on a benchmark is sum over its routes of p(route) x cost(route), where p(route) is
+the share of that benchmark's samples that took the route (from the ``routes`` table) and
+cost(route) is the ``kind="path"``, ``component="total"`` row of the ``costs`` table.
+FLOPs = 2 x MACs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from scopebench.errors import ScopebenchError
+from scopebench.tables import conform
+
+SHARED = "shared"
+TOTAL = "total"
+FLOPS_PER_MAC = 2
+_KEYS = ["model", "benchmark"]
+
+
+def path_encoders(path: str) -> frozenset[str]:
+    """Routed encoders on a path: ``'shared+convnext+vit_hr'`` -> ``{'convnext', 'vit_hr'}``."""
+    return frozenset(part for part in str(path).split("+") if part and part != SHARED)
+
+
+def route_weights(routes: pd.DataFrame) -> pd.DataFrame:
+    """Share of each benchmark's samples that took each path: columns model, benchmark, path, n, p."""
+    counts = routes.groupby([*_KEYS, "route"], sort=False).size().rename("n").reset_index()
+    counts["p"] = counts["n"] / counts.groupby(_KEYS)["n"].transform("sum")
+    return counts.rename(columns={"route": "path"})
+
+
+def _numeric(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    out = df.copy()
+    for c in cols:
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+    return out
+
+
+def _totals(costs: pd.DataFrame, kind: str) -> pd.DataFrame:
+    rows = costs[(costs["kind"] == kind) & (costs["component"] == TOTAL)]
+    return rows.drop_duplicates(["model", "path"], keep="last")
+
+
+def _weighted(weights: pd.DataFrame, values: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Per (model, benchmark): sum of p x value over routes; NaN where a route has no value."""
+    merged = weights.merge(values[["model", "path", *cols]], on=["model", "path"], how="left")
+    merged = _numeric(merged, cols)
+    gaps = merged[cols].isna().groupby([merged["model"], merged["benchmark"]]).any()
+    merged[cols] = merged[cols].mul(merged["p"], axis=0)
+    return merged.groupby(_KEYS)[cols].sum().mask(gaps).reset_index()
+
+
+def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame) -> pd.DataFrame:
+    """Expected per-sample cost of each (model, benchmark) under the observed routing.
+
+    Returns ``costs``-schema rows with kind="expected", path="expected", component="total":
+    macs, flops, visual_tokens and active_params are routing-weighted means of the path totals;
+    params is the model's largest path-total ``params``. Models without path rows are skipped;
+    a route without a path row is an error (the costs were counted for another config).
+    """
+    paths = _numeric(_totals(conform(costs_df, "costs"), "path"), ["macs", "params", "active_params", "visual_tokens"])
+    weights = route_weights(routes_df[routes_df["model"].isin(paths["model"])])
+    known = weights.merge(paths[["model", "path"]], on=["model", "path"], how="left", indicator=True)
+    lost = known[known["_merge"] == "left_only"]
+    if len(lost):
+        m, p = lost.iloc[0]["model"], lost.iloc[0]["path"]
+        raise ScopebenchError(
+            f"costs table: model '{m}' has no kind=path, component=total row for route '{p}'; "
+            f"re-count it with `scopebench flops {m} --output RUN_DIR`"
+        )
+    out = _weighted(weights, paths, ["macs", "visual_tokens", "active_params"])
+    per_model = paths.groupby("model").agg(params=("params", "max"), device=("device", "last"),
+                                           counter=("counter", "last"))
+    out = out.join(per_model, on="model")
+    out["flops"] = FLOPS_PER_MAC * out["macs"]
+    out["kind"], out["path"], out["component"] = "expected", "expected", TOTAL
+    return conform(out, "costs")
+
+
+def resolve_expected(routes: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
+    """Stored kind="expected" rows, plus computed ones for models that have none stored."""
+    costs = conform(costs, "costs")
+    stored = costs[(costs["kind"] == "expected") & (costs["component"] == TOTAL)]
+    stored = conform(stored.drop_duplicates(_KEYS, keep="last"), "costs")
+    todo = routes[~routes["model"].isin(stored["model"])]
+    computed = expected_costs(todo, costs)
+    frames = [f for f in (stored, computed) if len(f)]
+    out = pd.concat(frames, ignore_index=True) if frames else computed
+    return _numeric(out, ["macs", "flops", "params", "active_params", "visual_tokens"])
+
+
+def expected_latency(routes: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, benchmark): routing-weighted median latency (ms) of the path totals.
+
+    Uses each model's smallest measured batch size; NaN where a route was not measured.
+    Columns: model, benchmark, latency_ms, batch_size, device.
+    """
+    costs = conform(costs, "costs")
+    rows = _numeric(costs[costs["kind"] == "latency"], ["batch_size", "latency_median_ms"])
+    rows = rows[rows["batch_size"] == rows.groupby("model")["batch_size"].transform("min")]
+    totals = _totals(rows, "latency").rename(columns={"latency_median_ms": "latency_ms"})
+    weights = route_weights(routes[routes["model"].isin(totals["model"])])
+    if weights.empty:
+        return pd.DataFrame(columns=[*_KEYS, "latency_ms", "batch_size", "device"])
+    out = _weighted(weights, totals, ["latency_ms"])
+    return out.join(totals.groupby("model")[["batch_size", "device"]].last(), on="model")
+
+
+def model_pool(routes: pd.DataFrame, costs: pd.DataFrame, model: str) -> tuple[frozenset[str], set[str]]:
+    """(routed encoders, path names) of a model, from its routes and its costs path rows."""
+    r = routes[routes["model"] == model]
+    paths = set(r["route"].dropna().astype(str))
+    paths |= set(costs.loc[(costs["model"] == model) & (costs["kind"] == "path"), "path"].dropna().astype(str))
+    pool = set(r["encoder"].fillna("").astype(str)) - {""}
+    probs = [c for c in r.columns if c.startswith("prob:") and r[c].notna().any()]
+    pool |= {c.removeprefix("prob:") for c in probs}
+    for p in paths:
+        pool |= path_encoders(p)
+    return frozenset(pool), paths
+
+
+def all_encoders_baseline(routes: pd.DataFrame, costs: pd.DataFrame, model: str) -> str | None:
+    """The all-encoders baseline of a routed ``model``.
+
+    It is another model with a single path (no routing) whose path contains every routed encoder
+    of ``model`` (encoders from the router's probabilities, its choices and its path names). When
+    several qualify, the one with the fewest encoders wins, then the first by name. None if none.
+    """
+    pool, _ = model_pool(routes, costs, model)
+    candidates = []
+    for other in sorted(set(routes["model"]) | set(costs["model"])):
+        if other == model:
+            continue
+        _, paths = model_pool(routes, costs, other)
+        if len(paths) == 1:
+            encs = path_encoders(next(iter(paths)))
+            if pool and pool <= encs:
+                candidates.append((len(encs), other))
+    return min(candidates)[1] if candidates else None
+
+
+def saving(expected: pd.DataFrame, model: str, reference: str) -> tuple[float, float, float]:
+    """(saving, lowest, highest): 1 - expected MACs / reference MACs, on the mean over the benchmarks
+    both have, and the range of the per-benchmark savings. NaNs when they share no costed benchmark."""
+    pair = expected.pivot_table(index="benchmark", columns="model", values="macs", aggfunc="last")
+    if model not in pair or reference not in pair:
+        return (np.nan, np.nan, np.nan)
+    pair = pair[[model, reference]].dropna()
+    if pair.empty:
+        return (np.nan, np.nan, np.nan)
+    per_bench = 1.0 - pair[model] / pair[reference]
+    return (float(1.0 - pair[model].mean() / pair[reference].mean()), float(per_bench.min()), float(per_bench.max()))

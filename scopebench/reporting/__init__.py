@@ -1,0 +1,1 @@
+"""The `scopebench report` stage: joined tables, rich / markdown / csv / json / html output, plots."""

@@ -1,0 +1,133 @@
+"""Read what a report joins: run directories (one suite) and an optional CSV of external scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from scopebench.errors import ScopebenchError
+from scopebench.suites import Suite, load_suite
+from scopebench.tables import load_table, read_manifest, table_path
+
+EXTERNAL_COLUMNS = ("model", "benchmark", "score")
+
+
+@dataclass
+class Runs:
+    suite: Suite
+    dirs: list[Path]
+    scores: pd.DataFrame  # + column "source" ("run" or "external")
+    routes: pd.DataFrame
+    costs: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def _suite_of(run_dir: Path, scores: pd.DataFrame) -> str:
+    name = read_manifest(run_dir).get("suite")
+    if name:
+        return str(name)
+    found = sorted(set(scores["suite"].dropna().astype(str)))
+    if len(found) != 1:
+        what = "no suite" if not found else f"several suites ({', '.join(found)})"
+        raise ScopebenchError(
+            f"{run_dir}: manifest.json has no 'suite' and the scores table names {what}; "
+            "add \"suite\": NAME to manifest.json"
+        )
+    return found[0]
+
+
+def _to_suite_names(df: pd.DataFrame, suite: Suite, where: Path) -> pd.DataFrame:
+    """Replace benchmark names or task ids by the suite's benchmark names."""
+    names = {}
+    for value in df["benchmark"].dropna().unique():
+        try:
+            names[value] = suite.benchmark(str(value)).name
+        except ScopebenchError as err:
+            raise ScopebenchError(f"{where}: column 'benchmark': {err}") from None
+    return df.assign(benchmark=df["benchmark"].map(names))
+
+
+def _no_duplicates(df: pd.DataFrame, keys: list[str], what: str) -> None:
+    dup = df[df.duplicated(keys, keep=False)]
+    if len(dup):
+        row = dup.iloc[0]
+        runs = ", ".join(dict.fromkeys(dup.loc[(dup[keys] == row[keys]).all(axis=1), "run"]))
+        raise ScopebenchError(
+            f"{what} of model '{row['model']}' on '{row['benchmark']}' appear more than once ({runs}); "
+            "pass each (model, benchmark) in one run directory only"
+        )
+
+
+def load_runs(run_dirs: list[Path]) -> Runs:
+    """Concatenate the tables of ``run_dirs``; they must share one suite."""
+    if not run_dirs:
+        raise ScopebenchError("no run directory given; pass a run directory written by `scopebench eval`")
+    frames: dict[str, list[pd.DataFrame]] = {"scores": [], "routes": [], "costs": []}
+    suites: dict[str, Path] = {}
+    suite = None
+    notes = []
+    for run in map(Path, run_dirs):
+        if not run.is_dir():
+            raise ScopebenchError(f"{run}: not a directory; pass a run directory written by `scopebench eval`")
+        scores = load_table(run, "scores")
+        if scores.empty:
+            raise ScopebenchError(f"{table_path(run, 'scores')}: no rows; evaluate a model with `scopebench eval`")
+        name = _suite_of(run, scores)
+        suite = load_suite(name)
+        suites.setdefault(suite.name, run)
+        if len(suites) > 1:
+            (a, ra), (b, rb) = list(suites.items())[:2]
+            raise ScopebenchError(
+                f"{rb}: suite '{b}' differs from suite '{a}' of {ra}; report runs of one suite together"
+            )
+        routes = load_table(run, "routes")
+        costs = load_table(run, "costs", required=False)
+        if costs.empty:
+            notes.append(f"{run}: no costs: run `scopebench flops MODEL --output {run}`")
+        frames["scores"].append(_to_suite_names(scores, suite, table_path(run, "scores")).assign(run=str(run)))
+        frames["routes"].append(_to_suite_names(routes, suite, table_path(run, "routes")).assign(run=str(run)))
+        frames["costs"].append(costs.assign(run=str(run)))
+    scores, routes, costs = (pd.concat(frames[k], ignore_index=True) for k in ("scores", "routes", "costs"))
+    _no_duplicates(scores, ["model", "benchmark"], "scores")
+    _no_duplicates(routes, ["model", "benchmark", "doc_id"], "routes")
+    routes["doc_id"] = routes["doc_id"].astype(str)
+    routes["encoder"] = routes["encoder"].fillna("").astype(str)
+    scores["score"] = pd.to_numeric(scores["score"], errors="coerce")
+    return Runs(suite, [Path(d) for d in run_dirs], scores.assign(source="run"), routes, costs, notes)
+
+
+def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
+    """External scores CSV (model,benchmark,score in each benchmark's native scale) -> 0-100 rows."""
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ScopebenchError(f"{path}: file not found; pass a CSV with columns model,benchmark,score") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise ScopebenchError(f"{path}: not a readable CSV; write columns model,benchmark,score") from None
+    missing = [c for c in EXTERNAL_COLUMNS if c not in df.columns]
+    if missing:
+        raise ScopebenchError(f"{path}: missing column '{missing[0]}'; the header must be model,benchmark,score")
+    rows = []
+    for i, rec in enumerate(df.to_dict("records"), start=2):
+        where = f"{path}: line {i}"
+        try:
+            bench = suite.benchmark(str(rec["benchmark"]))
+        except ScopebenchError as err:
+            raise ScopebenchError(f"{where}: column 'benchmark': {err}") from None
+        value = pd.to_numeric(rec["score"], errors="coerce")
+        if not (pd.notna(value) and 0 <= value <= bench.native_max):
+            raise ScopebenchError(
+                f"{where}: score {rec['score']!r} of {bench.name} is outside 0-{bench.native_max:g} "
+                f"(its native scale); fix the value"
+            )
+        if rec["model"] in measured:
+            raise ScopebenchError(
+                f"{where}: model '{rec['model']}' is also a measured model; rename the external one"
+            )
+        rows.append({"model": str(rec["model"]), "benchmark": bench.name, "category": bench.category,
+                     "score": bench.native_to_percent(value), "source": "external", "run": str(path)})
+    out = pd.DataFrame(rows, columns=["model", "benchmark", "category", "score", "source", "run"])
+    _no_duplicates(out, ["model", "benchmark"], f"{path}: scores")
+    return out

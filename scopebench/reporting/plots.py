@@ -1,0 +1,173 @@
+"""Report plots with matplotlib (Agg): accuracy vs compute with the Pareto front, per-category bars,
+routing heatmap, latency per path. Each is written as PNG and SVG."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scopebench.analysis.aggregate import OVERALL
+from scopebench.analysis.pareto import front_order
+from scopebench.reporting.build import Report
+from scopebench.reporting.render import FLOPS_NOTE, flops_unit
+from scopebench.tables import atomic_write_bytes
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "svg.hashsalt": "scopebench"})
+    return plt
+
+
+def accuracy_vs_compute(report: Report):
+    """Overall score vs expected FLOPs per sample; the Pareto front as a step line."""
+    plt = _plt()
+    m = report.models
+    pts = m[m["complete"] & m["expected_flops"].notna()].reset_index(drop=True)
+    unit, scale = flops_unit(pts["expected_flops"])
+    x, y = pts["expected_flops"].to_numpy(float) / scale, pts["overall"].to_numpy(float)
+    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    routed = pts["type"].str.startswith("router").to_numpy()
+    ax.scatter(x[~routed], y[~routed], s=45, c="C0", label="fixed encoder set", zorder=3)
+    ax.scatter(x[routed], y[routed], s=140, marker="*", c="C3", label="routed (one encoder per sample)", zorder=3)
+    front = front_order(y, x)
+    if len(front):
+        ax.step(x[front], y[front], where="post", ls="--", c="0.5", lw=1, label="Pareto front (circled)", zorder=2)
+        ax.scatter(x[front], y[front], s=160, facecolors="none", edgecolors="0.3", zorder=4)
+    for i, name in enumerate(pts["model"]):
+        ax.annotate(name, (x[i], y[i]), xytext=(6, -12 if i % 2 else 5), textcoords="offset points", fontsize=8)
+    ext = m[(m["source"] == "external") & m["complete"]]
+    for i, r in enumerate(ext.itertuples()):
+        ax.axhline(r.overall, ls=":", c=f"C{4 + i % 5}", lw=1.2, label=f"{r.model} (external, no cost)")
+    if len(x) and x.min() > 0 and x.max() / x.min() > 10:
+        ax.set_xscale("log")
+    ax.margins(x=0.15, y=0.12)
+    ax.set_xlabel(f"expected {unit} per sample ({FLOPS_NOTE})")
+    ax.set_ylabel(f"overall score (0-100, mean of {len(report.suite.benchmarks)} benchmarks)")
+    ax.set_title(f"Accuracy vs compute on {report.suite.name}")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=3, frameon=False)
+    return fig
+
+
+def categories(report: Report):
+    """Grouped bars: one group per category (and Overall), one bar per model; no bar when incomplete."""
+    plt = _plt()
+    groups = [*report.suite.categories, OVERALL]
+    models = list(report.models["model"])
+    values = report.agg.categories.reindex(index=models, columns=groups).astype(float)
+    for g in groups:
+        values.loc[[not report.agg.is_complete(mod, g) for mod in models], g] = np.nan
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(groups) + 0.3 * len(models)), 4.8), layout="constrained")
+    width = 0.8 / len(models)
+    pos = np.arange(len(groups))
+    external = set(report.models.loc[report.models["source"] == "external", "model"])
+    for i, mod in enumerate(models):
+        ext = mod in external
+        ax.bar(pos + (i - (len(models) - 1) / 2) * width, values.loc[mod].to_numpy(), width, color=f"C{i % 10}",
+               label=f"{mod} (external)" if ext else mod, hatch="//" if ext else None, edgecolor="white" if ext else None)
+    ax.set_xticks(pos, groups)
+    ax.set_ylabel("score (0-100; category = mean of its benchmarks)")
+    ax.set_ylim(0, min(100, np.nanmax(values.to_numpy(), initial=0) * 1.1 + 5))
+    ax.set_title(f"Scores per category on {report.suite.name} (missing bar = incomplete category)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=min(len(models), 3), frameon=False)
+    return fig
+
+
+def routing_heatmap(report: Report):
+    """Benchmark x routed encoder, share of samples annotated, one panel per routed model."""
+    plt = _plt()
+    parts = [(mod, p[p["level"] == "benchmark"]) for mod, p in report.routing.groupby("model", sort=False)]
+    cat = {b.name: b.category for b in report.suite.benchmarks}
+    n_rows = max(len(p) for _, p in parts)
+    fig, axes = plt.subplots(1, len(parts), figsize=(2.2 + 1.3 * max(len(_shares(p)) for _, p in parts) * len(parts),
+                                                     1.2 + 0.32 * n_rows), layout="constrained", squeeze=False)
+    for ax, (mod, p) in zip(axes[0], parts, strict=True):
+        cols = _shares(p)
+        grid = p[cols].to_numpy(float)
+        im = ax.imshow(grid, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        for (i, j), v in np.ndenumerate(grid):
+            ax.text(j, i, f"{math.floor(100 * v + 0.5)}%", ha="center", va="center", fontsize=8, color="white" if v > 0.6 else "black")
+        ax.set_xticks(range(len(cols)), [c.removeprefix("share:") for c in cols])
+        ax.set_yticks(range(len(p)), [f"{b} ({cat.get(b, '?')})" for b in p["name"]])
+        cats = [cat.get(b) for b in p["name"]]
+        for i in range(1, len(cats)):
+            if cats[i] != cats[i - 1]:
+                ax.axhline(i - 0.5, c="0.3", lw=1)
+        ax.set_title(f"{mod}: share of samples per routed encoder")
+        ax.set_xlabel("routed encoder")
+    fig.colorbar(im, ax=axes[0].tolist(), label="share of the benchmark's samples", shrink=0.8)
+    return fig
+
+
+def _shares(part: pd.DataFrame) -> list[str]:
+    return [c for c in part.columns if c.startswith("share:") and part[c].notna().any()]
+
+
+def latency(report: Report):
+    """Median latency per routed path (IQR as error bar), one bar per (model, path)."""
+    plt = _plt()
+    p = report.paths.dropna(subset=["latency_median_ms"])
+    order = {mod: i for i, mod in enumerate(report.models["model"])}
+    p = p.sort_values(["model", "latency_median_ms"], key=lambda s: s.map(order) if s.name == "model" else s)
+    labels = [f"{r.model}: {r.path}" for r in p.itertuples()]
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.3 * len(p)), layout="constrained")
+    colors = [f"C{order.get(mod, 0) % 10}" for mod in p["model"]]
+    ax.barh(range(len(p)), p["latency_median_ms"], xerr=p["latency_iqr_ms"].fillna(0) / 2, color=colors, capsize=2)
+    ax.set_yticks(range(len(p)), labels)
+    ax.invert_yaxis()
+    batches = ", ".join(f"{b:g}" for b in sorted(p["batch_size"].dropna().unique()))
+    devices = ", ".join(sorted(p["device"].dropna().astype(str).unique()))
+    ax.set_xlabel(f"median latency per forward (ms; batch {batches}; error bar spans the IQR)")
+    ax.set_title(f"Latency per routed path on {devices}")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def figures(report: Report) -> dict[str, object]:
+    """The report's figures by file stem (only those the data supports)."""
+    figs = {"accuracy_vs_compute": accuracy_vs_compute(report), "categories": categories(report)}
+    if len(report.routing):
+        figs["routing_heatmap"] = routing_heatmap(report)
+    if len(report.paths) and report.paths["latency_median_ms"].notna().any():
+        figs["latency"] = latency(report)
+    return figs
+
+
+def _render(fig, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
+
+
+def save(figs: dict[str, object], folder: Path) -> list[Path]:
+    """Write every figure as STEM.png and STEM.svg into ``folder``."""
+    written = []
+    for stem, fig in figs.items():
+        for fmt in ("png", "svg"):
+            path = Path(folder) / f"{stem}.{fmt}"
+            atomic_write_bytes(path, _render(fig, fmt))
+            written.append(path)
+    return written
+
+
+def data_uris(figs: dict[str, object]) -> dict[str, str]:
+    """Every figure as an SVG data: URI, for embedding in one self-contained HTML file."""
+    return {stem.replace("_", " "): "data:image/svg+xml;base64," + base64.b64encode(_render(fig, "svg")).decode()
+            for stem, fig in figs.items()}
+
+
+def close(figs: dict[str, object]) -> None:
+    plt = _plt()
+    for fig in figs.values():
+        plt.close(fig)

@@ -1,0 +1,252 @@
+"""Turn a Report into titled tables of strings, and render them as rich, Markdown or HTML."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from scopebench.analysis.aggregate import OVERALL
+from scopebench.reporting.build import Report
+
+UNITS = (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3))
+FLOPS_NOTE = "FLOPs = 2 x MACs"
+
+
+@dataclass
+class Section:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    bold_rows: set[int] = field(default_factory=set)
+    left: int = 1  # leading text columns (left-aligned); the rest are numbers
+
+
+def flops_unit(values) -> tuple[str, float]:
+    """The largest prefix (T, G, M, K) in which the largest value is at least 0.1, e.g. ("TFLOPs", 1e12)."""
+    top = max((abs(v) for v in values if isinstance(v, float | int) and math.isfinite(v)), default=1e12)
+    for prefix, scale in UNITS:
+        if top >= 0.1 * scale:
+            return f"{prefix}FLOPs", scale
+    return "KFLOPs", 1e3
+
+
+def num(x, fmt: str = ".1f", na: str = "–") -> str:
+    return na if x is None or pd.isna(x) else format(float(x), fmt)
+
+
+def human(x) -> str:
+    """7.62e9 -> '7.62B'."""
+    if x is None or pd.isna(x):
+        return "–"
+    for suffix, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def pct(x) -> str:
+    return "–" if x is None or pd.isna(x) else f"{100.0 * x:.1f}%"
+
+
+def _model_header(report: Report) -> list[str]:
+    ext = set(report.models.loc[report.models["source"] == "external", "model"])
+    return [f"{m} (external)" if m in ext else m for m in report.models["model"]]
+
+
+def scores_section(report: Report) -> Section:
+    """Benchmarks (grouped by category) x models; category means and the overall score."""
+    agg, models = report.agg, list(report.models["model"])
+    rows, bold = [], set()
+
+    def mean_row(label: str, group: str) -> list[str]:
+        cells = []
+        for m in models:
+            if agg.is_complete(m, group):
+                cells.append(num(agg.categories.loc[m, group], ".1f"))
+            else:
+                cells.append(f"incomplete ({int(agg.coverage.loc[m, group])}/{agg.sizes[group]})")
+        return [label, *cells]
+
+    for cat in report.suite.categories:
+        for b in (b for b in report.suite.benchmarks if b.category == cat):
+            rows.append([b.name, *(num(agg.benchmarks.loc[m, b.name]) for m in models)])
+        bold.add(len(rows))
+        rows.append(mean_row(f"{cat} (mean)", cat))
+    bold.add(len(rows))
+    rows.append(mean_row(OVERALL, OVERALL))
+    return Section(
+        f"Scores on {report.suite.name} (0-100; MME-P / 20)", ["benchmark", *_model_header(report)], rows,
+        "category = plain mean of its benchmarks, overall = mean of all benchmarks (Cambrian-1); "
+        "a missing benchmark makes its category incomplete",
+        bold,
+    )
+
+
+def compute_section(report: Report) -> Section:
+    """One row per model: accuracy, expected compute, latency, params, Pareto, saving and delta."""
+    m = report.models
+    unit, scale = flops_unit(m["expected_flops"])
+    rows = []
+    for r in m.to_dict("records"):
+        lat = "–" if pd.isna(r["latency_ms"]) else f"{r['latency_ms']:.3g} ms (bs {int(r['latency_batch'])})"
+        span = "" if pd.isna(r["saving_min"]) or r["saving_min"] == r["saving_max"] else \
+            f" ({pct(r['saving_min'])}..{pct(r['saving_max'])})"
+        delta = "–" if pd.isna(r["delta"]) else \
+            f"{r['delta']:+.1f} [{r['delta_low']:+.1f}, {r['delta_high']:+.1f}]"
+        rows.append([
+            r["model"] + (" (external)" if r["source"] == "external" else ""), r["type"],
+            num(r["overall"]) if r["complete"] else "incomplete",
+            num(r["expected_flops"] / scale, ".3g"), lat,
+            f"{human(r['params'])} / {human(r['active_params'])}",
+            "*" if r["pareto"] else "", r["reference"] if isinstance(r["reference"], str) else "–",
+            pct(r["saving"]) + span, delta,
+        ])
+    return Section(
+        "Compute vs accuracy",
+        ["model", "type", "overall", f"expected {unit}/sample", "latency", "params total / active", "Pareto",
+         "reference", "saving vs ref (per-benchmark range)", "Δ overall vs ref [95% CI]"],
+        rows,
+        f"expected {unit} per sample under the observed routing, mean over benchmarks ({FLOPS_NOTE}); "
+        "* = on the Pareto front (accuracy up, compute down); Δ = paired bootstrap over shared samples "
+        "(2000 resamples, per-benchmark means then mean over benchmarks)",
+        left=2,
+    )
+
+
+def paths_section(report: Report) -> Section:
+    p = report.paths
+    unit, scale = flops_unit(p["flops"])
+    order = {m: i for i, m in enumerate(report.models["model"])}
+    p = p.sort_values(["model", "path"], key=lambda s: s.map(order) if s.name == "model" else s)
+    rows = [[
+        r["model"], r["path"], num(r["flops"] / scale, ".3g"), num(r["visual_tokens"], ".0f"),
+        human(r["active_params"]),
+        "–" if pd.isna(r["latency_median_ms"]) else f"{r['latency_median_ms']:.3g} ± {r['latency_iqr_ms']:.2g}",
+        num(r["batch_size"], ".0f"), str(r["device"]) if pd.notna(r["device"]) else "–",
+    ] for r in p.to_dict("records")]
+    return Section(
+        "Cost per path", ["model", "path", unit, "visual tokens", "active params", "latency ms (median ± IQR)",
+                          "batch", "device"],
+        rows, f"static counts per routed path ({FLOPS_NOTE})", left=2,
+    )
+
+
+def routing_sections(report: Report) -> list[Section]:
+    out = []
+    for model, part in report.routing.groupby("model", sort=False):
+        shares = [c for c in part.columns if c.startswith("share:") and part[c].notna().any()]
+        rows, bold = [], set()
+        for i, r in enumerate(part.to_dict("records")):
+            if r["level"] != "benchmark":
+                bold.add(i)
+            mm = "inf" if r["max_min_share"] == math.inf else num(r["max_min_share"], ".2g")
+            rows.append([r["name"], str(r["n"]), *(pct(r[c]) for c in shares), num(r["confidence"], ".2f"),
+                         num(r["entropy"], ".2f"), num(r["balance"], ".2f"), mm])
+        out.append(Section(
+            f"Routing of {model}",
+            ["benchmark / category", "n", *(c.removeprefix("share:") for c in shares), "confidence",
+             "entropy (nats)", "balance", "max/min share"],
+            rows,
+            "share of samples routed to each encoder; confidence = mean top probability; entropy = mean "
+            "per-sample entropy; balance = entropy of the mean routing distribution / log E (1 = even); "
+            "categories and 'all' weight benchmarks equally",
+            bold,
+        ))
+    return out
+
+
+def oracle_sections(report: Report) -> list[Section]:
+    out = []
+    for model, part in report.oracle.groupby("model", sort=False):
+        rows = [[r["benchmark"], str(r["n"]), num(r["oracle"]), num(r["router"]), pct(r["agreement"])]
+                for r in part.to_dict("records")]
+        out.append(Section(
+            f"Oracle router for {model}", ["benchmark", "n", "oracle", "router", "agreement"], rows,
+            f"oracle = best per-sample score among {part['baselines'].iloc[0]} (upper bound of top-1 routing); "
+            "router = the model's own score on the same samples; agreement = router's pick among the best",
+            {len(rows) - 1},
+        ))
+    return out
+
+
+def sections(report: Report) -> list[Section]:
+    """Every table of the report, in reading order."""
+    out = [scores_section(report), compute_section(report)]
+    if len(report.paths):
+        out.append(paths_section(report))
+    return out + routing_sections(report) + oracle_sections(report)
+
+
+def header_lines(report: Report) -> list[str]:
+    return [f"suite: {report.suite.name}", "runs: " + ", ".join(str(r) for r in report.runs)]
+
+
+def to_rich(report: Report, console) -> None:
+    """Print the report as rich tables."""
+    from rich.table import Table
+
+    for line in header_lines(report):
+        console.print(line, highlight=False)
+    for s in sections(report):
+        table = Table(title=s.title, caption=s.caption, title_style="bold", caption_justify="left")
+        for i, c in enumerate(s.columns):
+            table.add_column(c, justify="left" if i < s.left else "right", overflow="fold")
+        for i, row in enumerate(s.rows):
+            table.add_row(*row, style="bold" if i in s.bold_rows else None)
+        console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(report: Report) -> str:
+    """The report as GitHub-flavoured Markdown."""
+    lines = ["# scopebench report", "", *(f"- {line}" for line in header_lines(report)), ""]
+    for s in sections(report):
+        lines += [f"## {s.title}", "", "| " + " | ".join(map(_md_cell, s.columns)) + " |",
+                  "|" + "|".join(["---"] * s.left + ["---:"] * (len(s.columns) - s.left)) + "|"]
+        for i, row in enumerate(s.rows):
+            cells = [f"**{c}**" if i in s.bold_rows and c else c for c in map(_md_cell, row)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"_{s.caption}_" if s.caption else "", ""]
+    lines += [f"> note: {n}" for n in report.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+.l{text-align:left}tr.b td{font-weight:bold;background:#f4f4f4}
+caption{caption-side:bottom;text-align:left;font-size:90%;color:#555;padding-top:4px}
+figure{display:inline-block;margin:1em}img{max-width:100%}"""
+
+
+def _align(col: int, s: Section) -> str:
+    return " class='l'" if col < s.left else ""
+
+
+def to_html(report: Report, figures: dict[str, str]) -> str:
+    """One self-contained HTML page; ``figures`` maps a title to a data: URI (SVG or PNG)."""
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>scopebench report</title>"
+             f"<style>{_CSS}</style></head><body><h1>scopebench report</h1>"]
+    parts += [f"<p>{e(line)}</p>" for line in header_lines(report)]
+    for s in sections(report):
+        parts.append(f"<h2>{e(s.title)}</h2><table><caption>{e(s.caption)}</caption><tr>")
+        parts += [f"<th{_align(j, s)}>{e(c)}</th>" for j, c in enumerate(s.columns)] + ["</tr>"]
+        for i, row in enumerate(s.rows):
+            cls = " class='b'" if i in s.bold_rows else ""
+            parts.append(f"<tr{cls}>" + "".join(f"<td{_align(j, s)}>{e(c)}</td>" for j, c in enumerate(row)) + "</tr>")
+        parts.append("</table>")
+    if figures:
+        parts.append("<h2>Plots</h2>")
+        parts += [f"<figure><img alt='{e(t)}' src='{uri}'><figcaption>{e(t)}</figcaption></figure>"
+                  for t, uri in figures.items()]
+    parts += [f"<p class='note'>note: {e(n)}</p>" for n in report.notes]
+    return "\n".join(parts) + "\n</body></html>\n"

@@ -1,0 +1,182 @@
+"""`scopebench report` end to end on synthetic run directories: every --format, plots, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+
+import pandas as pd
+import pytest
+from _report_data import ENCODERS, make_run, path_macs
+from typer.testing import CliRunner
+
+from scopebench.cli import app
+from scopebench.errors import ScopebenchError
+from scopebench.reporting.report import run_report
+from scopebench.tables import load_table, save_table, write_manifest
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("runs") / "run", n_docs=30)
+
+
+@pytest.fixture(scope="module")
+def truth(run_dir):
+    """Known answers computed here, independently of scopebench.analysis."""
+    scores = load_table(run_dir, "scores")
+    routes = load_table(run_dir, "routes")
+    overall = scores.groupby("model")["score"].mean()
+    scope = routes[routes["model"] == "demo-scope"]
+    macs = {e: path_macs([e]) for e in ENCODERS}
+    per_bench = scope.groupby("benchmark")["encoder"].apply(lambda s: sum(macs[e] for e in s) / len(s))
+    saving = 1 - per_bench.mean() / path_macs(ENCODERS)
+    return {"overall": overall, "scope_tflops": 2 * per_bench.mean() / 1e12, "saving": saving}
+
+
+def invoke(*args):
+    result = runner.invoke(app, ["report", *map(str, args)])
+    return result
+
+
+def test_table_format_shows_scores_compute_routing_and_oracle(run_dir, truth):
+    r = invoke(run_dir)
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    for title in ("Scores on cambrian16", "Compute vs accuracy", "Cost per path", "Routing of demo-scope",
+                  "Oracle router for demo-scope"):
+        assert title in out
+    scope_line = next(line for line in out.splitlines() if line.startswith("│ demo-scope ") and "router" in line)
+    assert f"{truth['overall']['demo-scope']:.1f}" in scope_line
+    assert f"{truth['scope_tflops']:.3g}" in scope_line
+    assert f"{100 * truth['saving']:.1f}%" in scope_line
+    assert re.search(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", scope_line)  # delta with its 95% CI
+    assert "demo-baseline-all" in scope_line  # the reference, found automatically
+
+
+def test_csv_format_is_the_joined_model_table(run_dir, truth):
+    r = invoke(run_dir, "--format", "csv")
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(io.StringIO(r.stdout)).set_index("model")
+    assert len(df) == 6
+    for model, value in truth["overall"].items():
+        assert df.loc[model, "overall"] == pytest.approx(value)
+    assert df.loc["demo-baseline-all", "expected_tflops"] == pytest.approx(2 * path_macs(ENCODERS) / 1e12)
+    assert df.loc["demo-scope", "expected_tflops"] == pytest.approx(truth["scope_tflops"])
+    assert df.loc["demo-scope", "saving"] == pytest.approx(truth["saving"])
+    assert df.loc["demo-scope", "reference"] == "demo-baseline-all"
+    assert df.loc["demo-scope", "delta_low"] <= df.loc["demo-scope", "delta"] <= df.loc["demo-scope", "delta_high"]
+    assert bool(df.loc["demo-baseline-all", "pareto"])  # the most accurate model is on the front
+    assert not bool(df.loc["demo-baseline-1-vit_hr", "pareto"])  # dearer and worse than demo-scope
+
+
+def test_json_format_and_external_scores(run_dir, tmp_path):
+    ext = tmp_path / "paper.csv"
+    ext.write_text("model,benchmark,score\nSCOPE-paper,MME-P,1500\nSCOPE-paper,gqa,64.0\n")
+    r = invoke(run_dir, "--format", "json", "--scores", ext)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    models = {m["model"]: m for m in doc["models"]}
+    assert models["SCOPE-paper"]["source"] == "external"
+    assert models["SCOPE-paper"]["MME-P"] == 75.0 and models["SCOPE-paper"]["GQA"] == 64.0
+    assert models["SCOPE-paper"]["overall"] is None and models["SCOPE-paper"]["complete"] is False
+    routing = [row for row in doc["routing"] if row["level"] == "all"]
+    assert len(routing) == 1 and sum(routing[0][f"share:{e}"] for e in ENCODERS) == pytest.approx(1.0)
+    assert {row["benchmark"] for row in doc["oracle"]} >= {"Overall", "MME-P"}
+    assert doc["suite"] == "cambrian16"
+
+
+def test_markdown_format(run_dir, truth):
+    r = invoke(run_dir, "--format", "markdown")
+    assert r.exit_code == 0, r.output
+    assert "## Routing of demo-scope" in r.stdout and "|---|" in r.stdout
+    assert f"**{truth['overall']['demo-scope']:.1f}**" in r.stdout
+
+
+def test_html_is_one_self_contained_file_and_plots_are_png_and_svg(run_dir, tmp_path):
+    page, plots = tmp_path / "report.html", tmp_path / "plots"
+    r = invoke(run_dir, "--format", "html", "--output", page, "--plot", plots)
+    assert r.exit_code == 0, r.output
+    html = page.read_text()
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html)
+    assert links and all(link.startswith("data:") for link in links)
+    assert "<link" not in html and "<script" not in html
+    assert "Compute vs accuracy" in html and "demo-scope" in html
+    for stem in ("accuracy_vs_compute", "categories", "routing_heatmap", "latency"):
+        assert (plots / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in (plots / f"{stem}.svg").read_text()
+
+
+def test_runs_without_costs_are_reported_with_the_fix(tmp_path):
+    run = make_run(tmp_path / "nocost", n_docs=5, costs=False, manifest_suite=False)  # suite from scores table
+    r = invoke(run)
+    assert r.exit_code == 0, r.output
+    assert "no costs: run `scopebench flops MODEL --output" in r.stdout
+
+
+def test_two_run_dirs_are_concatenated(run_dir, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, keep in ((a, lambda m: m != "demo-scope"), (b, lambda m: m == "demo-scope")):
+        d.mkdir()
+        for name in ("scores", "routes", "costs"):
+            t = load_table(run_dir, name)
+            save_table(d, name, t[t["model"].map(keep)])
+        write_manifest(d, {"suite": "cambrian16"})
+    split = pd.read_csv(io.StringIO(invoke(a, b, "--format", "csv").stdout)).set_index("model")
+    whole = pd.read_csv(io.StringIO(invoke(run_dir, "--format", "csv").stdout)).set_index("model")
+    pd.testing.assert_series_equal(split["overall"].sort_index(), whole["overall"].sort_index())
+    assert split.loc["demo-scope", "saving"] == pytest.approx(whole.loc["demo-scope", "saving"])
+    dup = invoke(run_dir, b, "--format", "csv")
+    assert dup.exit_code == 2 and "appear more than once" in dup.stderr
+
+
+def test_explicit_reference_in_the_python_api(run_dir, tmp_path):
+    out = tmp_path / "r.json"
+    run_report([run_dir], scores=None, fmt="json", plot_dir=None, output=out, reference="demo-baseline-1-siglip")
+    models = {m["model"]: m for m in json.loads(out.read_text())["models"]}
+    assert models["demo-scope"]["reference"] == "demo-baseline-1-siglip"
+    assert models["demo-baseline-1-siglip"]["reference"] is None
+    with pytest.raises(ScopebenchError, match="unknown model 'nope'"):
+        run_report([run_dir], scores=None, fmt="json", plot_dir=None, output=out, reference="nope")
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
+    no_routes = tmp_path / "no_routes"
+    shutil.copytree(run_dir, no_routes)
+    (no_routes / "routes.parquet").unlink()
+    _one_line_error(invoke(no_routes), "no routes table")
+
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text("name: tiny\nbenchmarks:\n"
+                     + "".join(f"  - {{name: {b}, task: {t}, category: General, metric: m}}\n"
+                               for b, t in (("MME-P", "mme"), ("GQA", "gqa"))))
+    write_manifest(other, {"suite": str(suite)})
+    _one_line_error(invoke(run_dir, other), "suite 'tiny' differs from suite 'cambrian16'")
+
+    cases = {
+        "model,bench,score\nx,GQA,50\n": "missing column 'benchmark'",
+        "model,benchmark,score\nx,NotABench,50\n": "line 2: column 'benchmark': unknown task 'NotABench'",
+        "model,benchmark,score\nx,MME-P,2500\n": "line 2: score 2500 of MME-P is outside 0-2000",
+        "model,benchmark,score\nx,GQA,101\n": "outside 0-100",
+    }
+    for i, (text, needle) in enumerate(cases.items()):
+        csv = tmp_path / f"ext{i}.csv"
+        csv.write_text(text)
+        _one_line_error(invoke(run_dir, "--scores", csv), str(csv), needle)
+
+    _one_line_error(invoke(run_dir, "--format", "xlsx"), "--format: unknown format 'xlsx'", "table, markdown")
+    _one_line_error(invoke(tmp_path / "missing"), "not a directory")
