@@ -202,8 +202,13 @@ class OpenClipEncoder(VisionEncoder):
         if cfg.pretrained and cfg.pretrained != "hub":
             pretrained = str(_local_safetensors(cfg.pretrained, cfg.spec))
         device = torch.empty(0).device  # honour an enclosing `with torch.device("meta")`
+        base = open_clip.get_model_config(cfg.name) or {}
+        overrides = {  # nested towers are merged key by key, e.g. {vision_cfg: {layers: 2}}
+            k: {**base.get(k, {}), **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+            for k, v in cfg.overrides.items()
+        }
         model = open_clip.create_model(
-            cfg.name, pretrained=pretrained, device=device, **cfg.overrides,
+            cfg.name, pretrained=pretrained, device=device, **overrides,
             **({"force_image_size": cfg.image_size} if cfg.image_size else {}),
         )
         visual = model.visual
