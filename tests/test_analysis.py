@@ -272,6 +272,10 @@ def test_all_encoders_baseline_is_the_single_path_model_holding_every_routed_enc
     assert all_encoders_baseline(routes, costs, "m") == "all"
     bigger = routes[routes["model"] == "all"].assign(model="all-plus", route="shared+a+b+c")
     assert all_encoders_baseline(pd.concat([routes, bigger]), costs, "m") == "all"  # fewest encoders wins
+    named_all = routes[routes["model"] == "all"].assign(model="all-named", route="shared+all")
+    assert all_encoders_baseline(pd.concat([routes, named_all]), costs, "m") == "all"  # explicit lists first
+    only_named = pd.concat([routes[routes["model"] == "m"], named_all])
+    assert all_encoders_baseline(only_named, costs[costs["model"] == "m"], "m") == "all-named"
     one = routes[routes["model"] == "all"].assign(model="b1", route="shared+a")
     assert all_encoders_baseline(pd.concat([routes[routes["model"] == "m"], one]), costs[costs["model"] == "m"],
                                  "m") is None

@@ -9,13 +9,13 @@ import shutil
 
 import pandas as pd
 import pytest
-from _report_data import ENCODERS, make_run, path_macs
 from typer.testing import CliRunner
 
 from scopebench.cli import app
 from scopebench.errors import ScopebenchError
 from scopebench.reporting.report import run_report
 from scopebench.tables import load_table, save_table, write_manifest
+from tests._report_data import ENCODERS, make_run, path_macs
 
 runner = CliRunner()
 

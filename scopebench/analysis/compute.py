@@ -9,6 +9,8 @@ FLOPs = 2 x MACs.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -127,8 +129,9 @@ def all_encoders_baseline(routes: pd.DataFrame, costs: pd.DataFrame, model: str)
     """The all-encoders baseline of a routed ``model``.
 
     It is another model with a single path (no routing) whose path contains every routed encoder
-    of ``model`` (encoders from the router's probabilities, its choices and its path names). When
-    several qualify, the one with the fewest encoders wins, then the first by name. None if none.
+    of ``model`` (encoders from the router's probabilities, its choices and its path names); a path
+    naming ``all`` (e.g. ``shared+all``) counts as holding every encoder. When several qualify, the
+    one with the fewest listed encoders wins (``all`` last), then the first by name. None if none.
     """
     pool, _ = model_pool(routes, costs, model)
     candidates = []
@@ -138,7 +141,9 @@ def all_encoders_baseline(routes: pd.DataFrame, costs: pd.DataFrame, model: str)
         _, paths = model_pool(routes, costs, other)
         if len(paths) == 1:
             encs = path_encoders(next(iter(paths)))
-            if pool and pool <= encs:
+            if "all" in encs:
+                candidates.append((math.inf, other))
+            elif pool and pool <= encs:
                 candidates.append((len(encs), other))
     return min(candidates)[1] if candidates else None
 

@@ -161,10 +161,11 @@ def build_report(
     models["overall"] = models["model"].map(agg.categories[OVERALL])
     models["complete"] = models["model"].map(lambda m: agg.is_complete(m, OVERALL))
     models["pareto"] = pareto_front(models["overall"], models["expected_flops"])
-    no_cost = models.loc[(models["source"] == "run") & models["expected_macs"].isna(), "model"].tolist()
-    for m in no_cost:
+    costed_runs = set(runs.costs["run"])
+    for m in models.loc[(models["source"] == "run") & models["expected_macs"].isna(), "model"]:
         run = runs.scores.loc[runs.scores["model"] == m, "run"].iloc[0]
-        notes.append(f"no costs for {m}: run `scopebench flops {m} --output {run}`")
+        if run in costed_runs:  # a run without any costs has one note already
+            notes.append(f"no costs for {m}: run `scopebench flops {m} --output {run}`")
     refs = _references(models, runs.routes, runs.costs, reference)
     for m in routed_models(runs.routes):
         if m not in refs and reference is None:

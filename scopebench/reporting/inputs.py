@@ -9,7 +9,7 @@ import pandas as pd
 
 from scopebench.errors import ScopebenchError
 from scopebench.suites import Suite, load_suite
-from scopebench.tables import load_table, read_manifest, table_path
+from scopebench.tables import conform, load_table, read_manifest, table_path
 
 EXTERNAL_COLUMNS = ("model", "benchmark", "score")
 
@@ -89,12 +89,13 @@ def load_runs(run_dirs: list[Path]) -> Runs:
         frames["scores"].append(_to_suite_names(scores, suite, table_path(run, "scores")).assign(run=str(run)))
         frames["routes"].append(_to_suite_names(routes, suite, table_path(run, "routes")).assign(run=str(run)))
         frames["costs"].append(costs.assign(run=str(run)))
-    scores, routes, costs = (pd.concat(frames[k], ignore_index=True) for k in ("scores", "routes", "costs"))
+    scores, routes, costs = (conform(pd.concat(frames[k], ignore_index=True), k) for k in ("scores", "routes", "costs"))
     _no_duplicates(scores, ["model", "benchmark"], "scores")
     _no_duplicates(routes, ["model", "benchmark", "doc_id"], "routes")
     routes["doc_id"] = routes["doc_id"].astype(str)
     routes["encoder"] = routes["encoder"].fillna("").astype(str)
     scores["score"] = pd.to_numeric(scores["score"], errors="coerce")
+    routes["sample_score"] = pd.to_numeric(routes["sample_score"], errors="coerce")
     return Runs(suite, [Path(d) for d in run_dirs], scores.assign(source="run"), routes, costs, notes)
 
 

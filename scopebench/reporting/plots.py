@@ -37,8 +37,10 @@ def accuracy_vs_compute(report: Report):
     x, y = pts["expected_flops"].to_numpy(float) / scale, pts["overall"].to_numpy(float)
     fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
     routed = pts["type"].str.startswith("router").to_numpy()
-    ax.scatter(x[~routed], y[~routed], s=45, c="C0", label="fixed encoder set", zorder=3)
-    ax.scatter(x[routed], y[routed], s=140, marker="*", c="C3", label="routed (one encoder per sample)", zorder=3)
+    if (~routed).any():
+        ax.scatter(x[~routed], y[~routed], s=45, c="C0", label="fixed encoder set", zorder=3)
+    if routed.any():
+        ax.scatter(x[routed], y[routed], s=140, marker="*", c="C3", label="routed (one encoder per sample)", zorder=3)
     front = front_order(y, x)
     if len(front):
         ax.step(x[front], y[front], where="post", ls="--", c="0.5", lw=1, label="Pareto front (circled)", zorder=2)
@@ -55,7 +57,8 @@ def accuracy_vs_compute(report: Report):
     ax.set_ylabel(f"overall score (0-100, mean of {len(report.suite.benchmarks)} benchmarks)")
     ax.set_title(f"Accuracy vs compute on {report.suite.name}")
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=3, frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        fig.legend(loc="outside lower center", ncols=3, frameon=False)
     return fig
 
 
@@ -135,8 +138,12 @@ def latency(report: Report):
 
 
 def figures(report: Report) -> dict[str, object]:
-    """The report's figures by file stem (only those the data supports)."""
-    figs = {"accuracy_vs_compute": accuracy_vs_compute(report), "categories": categories(report)}
+    """The report's figures by file stem (only those the data supports: no compute plot without costs)."""
+    m = report.models
+    figs = {}
+    if (m["complete"] & m["expected_flops"].notna()).any():
+        figs["accuracy_vs_compute"] = accuracy_vs_compute(report)
+    figs["categories"] = categories(report)
     if len(report.routing):
         figs["routing_heatmap"] = routing_heatmap(report)
     if len(report.paths) and report.paths["latency_median_ms"].notna().any():
