@@ -42,8 +42,14 @@ def _numeric(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return out
 
 
-def _totals(costs: pd.DataFrame, kind: str) -> pd.DataFrame:
+def path_totals(costs: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The component="total" rows of ``kind`` ("path" or "latency"), the last one per (model, path);
+    latency rows at each model's smallest measured batch size. Numeric columns as floats."""
+    costs = _numeric(conform(costs, "costs"), ["macs", "params", "active_params", "visual_tokens", "batch_size",
+                                               "latency_median_ms", "latency_iqr_ms"])
     rows = costs[(costs["kind"] == kind) & (costs["component"] == TOTAL)]
+    if kind == "latency":
+        rows = rows[rows["batch_size"] == rows.groupby("model")["batch_size"].transform("min")]
     return rows.drop_duplicates(["model", "path"], keep="last")
 
 
@@ -64,7 +70,7 @@ def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame) -> pd.DataFr
     params is the model's largest path-total ``params``. Models without path rows are skipped;
     a route without a path row is an error (the costs were counted for another config).
     """
-    paths = _numeric(_totals(conform(costs_df, "costs"), "path"), ["macs", "params", "active_params", "visual_tokens"])
+    paths = path_totals(costs_df, "path")
     weights = route_weights(routes_df[routes_df["model"].isin(paths["model"])])
     known = weights.merge(paths[["model", "path"]], on=["model", "path"], how="left", indicator=True)
     lost = known[known["_merge"] == "left_only"]
@@ -87,7 +93,7 @@ def resolve_expected(routes: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
     """Stored kind="expected" rows, plus computed ones for models that have none stored."""
     costs = conform(costs, "costs")
     stored = costs[(costs["kind"] == "expected") & (costs["component"] == TOTAL)]
-    stored = conform(stored.drop_duplicates(_KEYS, keep="last"), "costs")
+    stored = stored.drop_duplicates(_KEYS, keep="last")
     todo = routes[~routes["model"].isin(stored["model"])]
     computed = expected_costs(todo, costs)
     frames = [f for f in (stored, computed) if len(f)]
@@ -101,10 +107,7 @@ def expected_latency(routes: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
     Uses each model's smallest measured batch size; NaN where a route was not measured.
     Columns: model, benchmark, latency_ms, batch_size, device.
     """
-    costs = conform(costs, "costs")
-    rows = _numeric(costs[costs["kind"] == "latency"], ["batch_size", "latency_median_ms"])
-    rows = rows[rows["batch_size"] == rows.groupby("model")["batch_size"].transform("min")]
-    totals = _totals(rows, "latency").rename(columns={"latency_median_ms": "latency_ms"})
+    totals = path_totals(costs, "latency").rename(columns={"latency_median_ms": "latency_ms"})
     weights = route_weights(routes[routes["model"].isin(totals["model"])])
     if weights.empty:
         return pd.DataFrame(columns=[*_KEYS, "latency_ms", "batch_size", "device"])
@@ -115,9 +118,9 @@ def expected_latency(routes: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
 def model_pool(routes: pd.DataFrame, costs: pd.DataFrame, model: str) -> tuple[frozenset[str], set[str]]:
     """(routed encoders, path names) of a model, from its routes and its costs path rows."""
     r = routes[routes["model"] == model]
-    paths = set(r["route"].dropna().astype(str))
-    paths |= set(costs.loc[(costs["model"] == model) & (costs["kind"] == "path"), "path"].dropna().astype(str))
-    pool = set(r["encoder"].fillna("").astype(str)) - {""}
+    paths = {str(p) for p in r["route"].dropna().unique()}
+    paths |= {str(p) for p in costs.loc[(costs["model"] == model) & (costs["kind"] == "path"), "path"].dropna().unique()}
+    pool = {str(e) for e in r["encoder"].dropna().unique()} - {""}
     probs = [c for c in r.columns if c.startswith("prob:") and r[c].notna().any()]
     pool |= {c.removeprefix("prob:") for c in probs}
     for p in paths:
@@ -135,7 +138,7 @@ def all_encoders_baseline(routes: pd.DataFrame, costs: pd.DataFrame, model: str)
     """
     pool, _ = model_pool(routes, costs, model)
     candidates = []
-    for other in sorted(set(routes["model"]) | set(costs["model"])):
+    for other in sorted(set(routes["model"].unique()) | set(costs["model"].unique())):
         if other == model:
             continue
         _, paths = model_pool(routes, costs, other)

@@ -22,7 +22,7 @@ def _chosen(routes: pd.DataFrame) -> pd.Series:
 
 def routed_models(routes: pd.DataFrame) -> list[str]:
     """Models with a router (some sample has a chosen routed encoder), in table order."""
-    return list(dict.fromkeys(routes.loc[_chosen(routes) != "", "model"]))
+    return list(routes.loc[_chosen(routes) != "", "model"].unique())
 
 
 def router_pool(routes: pd.DataFrame, model: str) -> list[str]:
@@ -61,9 +61,11 @@ def routing_stats(routes: pd.DataFrame, model: str, categories: dict[str, str]) 
     """
     encs = router_pool(routes, model)
     part = routes[routes["model"] == model]
-    order = [b for b in categories if b in set(part["benchmark"])]
+    present = set(part["benchmark"].unique())
+    order = [b for b in categories if b in present]
     part = part[part["benchmark"].isin(order)]
-    onehot = (_chosen(part).to_numpy()[:, None] == np.array(encs)[None, :]).astype(float)
+    pick = _chosen(part).map({e: i for i, e in enumerate(encs)}).to_numpy(float)
+    onehot = (pick[:, None] == np.arange(len(encs))[None, :]).astype(float)
     cols = [f"{PROB_PREFIX}{e}" for e in encs]
     probs = part.reindex(columns=cols).apply(pd.to_numeric, errors="coerce").to_numpy(float)
     bench = part["benchmark"].to_numpy()

@@ -12,9 +12,9 @@ from scopebench.analysis.aggregate import OVERALL, Aggregate, aggregate
 from scopebench.analysis.bootstrap import paired_delta
 from scopebench.analysis.compute import (
     FLOPS_PER_MAC,
-    TOTAL,
     all_encoders_baseline,
     expected_latency,
+    path_totals,
     resolve_expected,
     saving,
 )
@@ -54,7 +54,8 @@ class Report:
 def _model_rows(scores: pd.DataFrame, routes: pd.DataFrame) -> pd.DataFrame:
     first = scores.drop_duplicates("model")[["model", "source"]].reset_index(drop=True)
     routers = set(routed_models(routes))
-    routes_of = routes.groupby("model")["route"].agg(lambda r: "+".join(sorted(set(r))) if r.nunique() == 1 else None)
+    by_model = routes.groupby("model")["route"]
+    routes_of = by_model.first()[by_model.nunique() == 1]
 
     def kind(row) -> str:
         if row["source"] == "external":
@@ -83,17 +84,10 @@ def _costs(models: pd.DataFrame, routes: pd.DataFrame, costs: pd.DataFrame):
 
 
 def _paths(costs: pd.DataFrame) -> pd.DataFrame:
-    rows = costs[costs["component"] == TOTAL]
-    static = rows[rows["kind"] == "path"].drop_duplicates(["model", "path"], keep="last")
-    static = static[["model", "path", "macs", "params", "active_params", "visual_tokens"]]
-    lat = rows[rows["kind"] == "latency"].copy()
-    lat["batch_size"] = pd.to_numeric(lat["batch_size"], errors="coerce")
-    lat = lat[lat["batch_size"] == lat.groupby("model")["batch_size"].transform("min")]
-    lat = lat.drop_duplicates(["model", "path"], keep="last")
+    static = path_totals(costs, "path")[["model", "path", "macs", "params", "active_params", "visual_tokens"]]
+    lat = path_totals(costs, "latency")
     lat = lat[["model", "path", "latency_median_ms", "latency_iqr_ms", "batch_size", "device"]]
     out = static.merge(lat, on=["model", "path"], how="outer")
-    for c in ("macs", "params", "active_params", "visual_tokens", "latency_median_ms", "latency_iqr_ms"):
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
     out["flops"] = FLOPS_PER_MAC * out["macs"]
     return out
 

@@ -88,6 +88,8 @@ def load_runs(run_dirs: list[Path]) -> Runs:
             notes.append(f"{run}: no costs: run `scopebench flops MODEL --output {run}`")
         frames["scores"].append(_to_suite_names(scores, suite, table_path(run, "scores")).assign(run=str(run)))
         frames["routes"].append(_to_suite_names(routes, suite, table_path(run, "routes")).assign(run=str(run)))
+        if len(costs):
+            costs = _to_suite_names(costs, suite, table_path(run, "costs"))
         frames["costs"].append(costs.assign(run=str(run)))
     scores, routes, costs = (conform(pd.concat(frames[k], ignore_index=True), k) for k in ("scores", "routes", "costs"))
     _no_duplicates(scores, ["model", "benchmark"], "scores")

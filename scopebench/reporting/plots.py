@@ -45,8 +45,6 @@ def accuracy_vs_compute(report: Report):
     if len(front):
         ax.step(x[front], y[front], where="post", ls="--", c="0.5", lw=1, label="Pareto front (circled)", zorder=2)
         ax.scatter(x[front], y[front], s=160, facecolors="none", edgecolors="0.3", zorder=4)
-    for i, name in enumerate(pts["model"]):
-        ax.annotate(name, (x[i], y[i]), xytext=(6, -12 if i % 2 else 5), textcoords="offset points", fontsize=8)
     ext = m[(m["source"] == "external") & m["complete"]]
     for i, r in enumerate(ext.itertuples()):
         ax.axhline(r.overall, ls=":", c=f"C{4 + i % 5}", lw=1.2, label=f"{r.model} (external, no cost)")
@@ -57,9 +55,30 @@ def accuracy_vs_compute(report: Report):
     ax.set_ylabel(f"overall score (0-100, mean of {len(report.suite.benchmarks)} benchmarks)")
     ax.set_title(f"Accuracy vs compute on {report.suite.name}")
     ax.grid(alpha=0.3)
+    _label_points(fig, ax, x, y, list(pts["model"]))
     if ax.get_legend_handles_labels()[0]:
         fig.legend(loc="outside lower center", ncols=3, frameon=False)
     return fig
+
+
+_OFFSETS = ((6, 5, "left"), (6, -13, "left"), (-6, 5, "right"), (-6, -13, "right"), (6, 14, "left"), (6, -22, "left"))
+
+
+def _label_points(fig, ax, x, y, names: list[str]) -> None:
+    """Name each point, trying a few offsets so that labels do not overlap each other."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for i in np.argsort(-y, kind="stable"):
+        for dx, dy, ha in _OFFSETS:
+            label = ax.annotate(names[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+        else:
+            label = ax.annotate(names[i], (x[i], y[i]), xytext=_OFFSETS[0][:2], textcoords="offset points", fontsize=8)
+            box = label.get_window_extent(renderer)
+        placed.append(box)
 
 
 def categories(report: Report):
