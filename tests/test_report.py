@@ -116,6 +116,9 @@ def test_runs_without_costs_are_reported_with_the_fix(tmp_path):
     r = invoke(run)
     assert r.exit_code == 0, r.output
     assert "no costs: run `scopebench flops MODEL --output" in r.stdout
+    r = invoke(run, "--format", "csv")
+    assert r.exit_code == 0 and "no costs: run `scopebench flops MODEL" in r.stderr
+    assert pd.read_csv(io.StringIO(r.stdout))["expected_tflops"].isna().all()
 
 
 def test_two_run_dirs_are_concatenated(run_dir, tmp_path):

@@ -91,6 +91,9 @@ def run_report(
             }[fmt]()
     finally:
         plots.close(figs)
+    if fmt == "csv":  # the CSV holds numbers only: say what is missing on stderr
+        for note in report.notes:
+            info.print(f"note: {note}", highlight=False, soft_wrap=True)
     if output is not None:
         atomic_write_text(Path(output), text)
         info.print(f"report: {output}", highlight=False)
