@@ -22,7 +22,7 @@ class Section:
     rows: list[list[str]]
     caption: str = ""
     bold_rows: set[int] = field(default_factory=set)
-    left: int = 1  # leading text columns (left-aligned); the rest are numbers
+    text: tuple[int, ...] = (0,)  # text columns (left-aligned, not wrapped); the rest are numbers
 
 
 def flops_unit(values) -> tuple[str, float]:
@@ -113,7 +113,7 @@ def compute_section(report: Report) -> Section:
         f"expected {unit} per sample under the observed routing, mean over benchmarks ({FLOPS_NOTE}); "
         "* = on the Pareto front (accuracy up, compute down); Δ = paired bootstrap over shared samples "
         "(2000 resamples, per-benchmark means then mean over benchmarks)",
-        left=2,
+        text=(0, 1, 7),
     )
 
 
@@ -131,7 +131,7 @@ def paths_section(report: Report) -> Section:
     return Section(
         "Cost per path", ["model", "path", unit, "visual tokens", "active params", "latency ms (median ± IQR)",
                           "batch", "device"],
-        rows, f"static counts per routed path ({FLOPS_NOTE})", left=2,
+        rows, f"static counts per routed path ({FLOPS_NOTE})", text=(0, 1, 7),
     )
 
 
@@ -194,7 +194,7 @@ def to_rich(report: Report, console) -> None:
     for s in sections(report):
         table = Table(title=s.title, caption=s.caption, title_style="bold", caption_justify="left")
         for i, c in enumerate(s.columns):
-            table.add_column(c, justify="left" if i < s.left else "right", overflow="fold")
+            table.add_column(c, justify="left" if i in s.text else "right", overflow="fold", no_wrap=i in s.text)
         for i, row in enumerate(s.rows):
             table.add_row(*row, style="bold" if i in s.bold_rows else None)
         console.print(table)
@@ -211,7 +211,7 @@ def to_markdown(report: Report) -> str:
     lines = ["# scopebench report", "", *(f"- {line}" for line in header_lines(report)), ""]
     for s in sections(report):
         lines += [f"## {s.title}", "", "| " + " | ".join(map(_md_cell, s.columns)) + " |",
-                  "|" + "|".join(["---"] * s.left + ["---:"] * (len(s.columns) - s.left)) + "|"]
+                  "|" + "|".join("---" if i in s.text else "---:" for i in range(len(s.columns))) + "|"]
         for i, row in enumerate(s.rows):
             cells = [f"**{c}**" if i in s.bold_rows and c else c for c in map(_md_cell, row)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -228,7 +228,7 @@ figure{display:inline-block;margin:1em}img{max-width:100%}"""
 
 
 def _align(col: int, s: Section) -> str:
-    return " class='l'" if col < s.left else ""
+    return " class='l'" if col in s.text else ""
 
 
 def to_html(report: Report, figures: dict[str, str]) -> str:
