@@ -250,8 +250,8 @@ class MultiEncoderVLM(nn.Module):
         nv = vis.shape[1]
         embeds = torch.cat([vis.to(text.dtype), text], dim=1)
         full_mask = torch.cat([mask.new_ones(mask.shape[0], nv), mask], dim=1)
-        out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False)
-        return out.logits[:, nv - 1 : nv - 1 + text.shape[1]]
+        out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False, logits_to_keep=text.shape[1] + 1)
+        return out.logits[:, :-1]
 
     # ----- text helpers ---------------------------------------------------------------------
     def _tok(self):

@@ -1,0 +1,169 @@
+"""The demo recipe: train the tiny SCOPE model and its baselines on the synthetic world, on CPU.
+
+One command (``scopebench demo train``), fixed seeds. Training data come from world seeds
+disjoint from the cambrian16-mini suite's. Two stages, as multi-encoder VLMs are usually built:
+
+1. joint stage: one model with every encoder (Baseline-all) learns the encoders, projectors and LLM;
+2. variant stage: each demo model starts from the joint weights of the modules it has and is
+   fine-tuned with its own policy: Baseline-0 (shared only), Baseline-1 per routed encoder,
+   Baseline-all, and SCOPE, whose new router is trained with the dual entropy losses.
+
+The demo encoders come from all three sources and differ by design: a low-resolution ViT
+(timm) as the shared encoder; a high-resolution small-patch ViT (transformers CLIP), a
+convolutional net (timm ConvNeXt) and a mid-resolution ViT (open_clip) as routed encoders.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from scopebench.config import config_from_dict
+from scopebench.errors import ScopebenchError
+
+SEED = 0
+TRAIN_SEEDS_PER_TASK = 160
+ROUTED = ("hires", "conv", "clip")
+DEMO_MODELS = {
+    "demo-baseline-0": "shared_only",
+    **{f"demo-baseline-1-{e}": f"fixed:{e}" for e in ROUTED},
+    "demo-baseline-all": "all",
+    "demo-scope": "router",
+}
+JOINT_STEPS, VARIANT_STEPS, BATCH = 900, 300, 32
+
+
+def demo_config(name: str, policy: str, vocab: int) -> dict:
+    """The demo architecture with the routed pool pruned to what ``policy`` uses."""
+    routed = {
+        "hires": {"spec": "hf:scopebench-demo/hires-vit", "image_size": 128, "config": {
+            "model_type": "clip_vision_model", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "image_size": 128, "patch_size": 16}},
+        "conv": {"spec": "timm:convnext_atto", "image_size": 64, "feature_layer": "penultimate",
+                 "overrides": {"dims": [24, 48, 64, 96], "depths": [1, 1, 2, 1]}},
+        "clip": {"spec": "open_clip:ViT-B-32", "image_size": 96, "overrides": {
+            "vision_cfg": {"layers": 2, "width": 64, "patch_size": 16, "head_width": 32, "image_size": 96},
+            "text_cfg": {"layers": 1, "width": 32, "heads": 2, "context_length": 8, "vocab_size": 64},
+            "embed_dim": 32}},
+    }
+    keep = {"shared_only": (), "router": ROUTED, "all": ROUTED}.get(policy, tuple(policy.split(":")[-1].split(",")))
+    return {
+        "name": name,
+        "description": "scopebench demo model (synthetic world, CPU-trained; not a paper result)",
+        "llm": {"spec": "hf:scopebench-demo/tiny-qwen2", "config": {
+            "model_type": "qwen2", "vocab_size": vocab, "hidden_size": 96, "intermediate_size": 192,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 1024, "tie_word_embeddings": False}},
+        "shared": {"spec": "timm:vit_tiny_patch16_224", "image_size": 64,
+                   "overrides": {"embed_dim": 64, "depth": 2, "num_heads": 2, "patch_size": 16}},
+        "routed": {k: v for k, v in routed.items() if k in keep},
+        "projector": "mlp2x_gelu",
+        "fusion": "sequence",
+        "policy": policy,
+        "router": {"dim": 48, "heads": 2, "batch_entropy_weight": 0.2, "sample_entropy_weight": 0.05,
+                   "load_balance_weight": 0.01, "train_mode": "soft"},
+        "image_size": 128,
+        "prompt_template": "{prompt}",
+        "max_new_tokens": 6,
+        "seed": SEED,
+    }
+
+
+def training_set(tokenizer, seeds_per_task: int) -> dict[str, torch.Tensor]:
+    """Every mini task's training examples as tensors: uint8 images, token ids, labels (answer + eos)."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from scopebench.demo.world import TASKS, TRAIN_SEED_START, training_examples
+
+    images, seqs, labels = [], [], []
+    for task in TASKS:
+        for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + seeds_per_task)):
+            prompt = tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
+            answer = tokenizer(ex["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            images.append(pil_to_tensor(ex["image"].convert("RGB").resize((128, 128))))
+            seqs.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+    lab = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for i, (s, lb) in enumerate(zip(seqs, labels, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        lab[i, : len(lb)] = torch.tensor(lb)
+    return {"images": torch.stack(images), "ids": ids, "labels": lab}
+
+
+def train(model, data: dict[str, torch.Tensor], steps: int, lr: float, seed: int, log=print) -> None:
+    """AdamW with warm-up and cosine decay; batches drawn with a fixed generator."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    n = data["ids"].shape[0]
+    start = time.perf_counter()
+    for step in range(steps):
+        idx = torch.randint(n, (BATCH,), generator=gen)
+        ids, labels = data["ids"][idx], data["labels"][idx]
+        lengths = _lengths(labels)
+        width = int(lengths.max())
+        ids, labels = ids[:, :width], labels[:, :width]
+        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        out = model(data["images"][idx].float() / 255.0, ids, mask, labels=labels)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            extra = "".join(f" {k}={v.item():.3f}" for k, v in out.aux.items() if k != "lm_loss")
+            log(f"  step {step:4d}/{steps} loss={out.aux['lm_loss'].item():.3f}{extra} ({time.perf_counter() - start:.0f}s)")
+    model.eval()
+
+
+def _lengths(labels: torch.Tensor) -> torch.Tensor:
+    """Real length of each right-padded sequence = last labelled position + 1."""
+    pos = torch.arange(labels.shape[1]).expand_as(labels)
+    return torch.where(labels != -100, pos, torch.zeros_like(pos)).max(1).values + 1
+
+
+def _transfer(src, dst) -> None:
+    """Copy every tensor ``dst`` shares (by name and shape) with the joint model."""
+    own = dst.state_dict()
+    shared = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+    dst.load_state_dict(shared, strict=False)
+
+
+def train_all(output: Path | None = None, steps: int | None = None, only: list[str] | None = None) -> None:
+    """`scopebench demo train`: build the tokenizer and data, run both stages, save the checkpoints."""
+    from scopebench.demo.world import vocabulary_corpus
+    from scopebench.models.build import build_model
+    from scopebench.models.checkpoint import save_checkpoint
+    from scopebench.models.tokenizer import build_word_tokenizer
+    from scopebench.paths import demo_checkpoints_dir
+
+    unknown = sorted(set(only or []) - set(DEMO_MODELS))
+    if unknown:
+        raise ScopebenchError(f"--only: unknown demo model '{unknown[0]}'; choose from {', '.join(DEMO_MODELS)}")
+    out = Path(output or demo_checkpoints_dir())
+    torch.manual_seed(SEED)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    start = time.perf_counter()
+    tokenizer = build_word_tokenizer(vocabulary_corpus())
+    seeds = TRAIN_SEEDS_PER_TASK if steps is None else 4
+    data = training_set(tokenizer, seeds)
+    print(f"data: {data['ids'].shape[0]} examples, vocab {len(tokenizer)} ({time.perf_counter() - start:.0f}s)")
+    joint_steps = JOINT_STEPS if steps is None else steps
+    variant_steps = VARIANT_STEPS if steps is None else steps
+    joint = build_model(config_from_dict(demo_config("demo-joint", "all", len(tokenizer)), "demo"), tokenizer)
+    print(f"joint stage: {sum(p.numel() for p in joint.parameters()) / 1e6:.2f}M parameters, {joint_steps} steps")
+    train(joint, data, joint_steps, lr=2e-3, seed=SEED)
+    for i, (name, policy) in enumerate(DEMO_MODELS.items()):
+        if only and name not in only:
+            continue
+        model = build_model(config_from_dict(demo_config(name, policy, len(tokenizer)), "demo"), tokenizer)
+        _transfer(joint, model)
+        print(f"{name} ({policy}): {variant_steps} steps")
+        train(model, data, variant_steps, lr=1e-3, seed=SEED + 1 + i)
+        save_checkpoint(model, out / name)
+    print(f"saved to {out} in {time.perf_counter() - start:.0f}s")

@@ -1,0 +1,211 @@
+"""lmms-eval model adapter: runs a MultiEncoderVLM behind lmms-eval's `lmms` interface.
+
+Registered through the ``lmms_eval.models`` entry point, so ``lmms-eval --model scope
+--model_args pretrained=DIR`` works as well as ``scopebench eval``. Requests are batched
+(sorted by prompt length) and each batch is grouped by route inside the model. Every answer
+is logged with its route and router probabilities to a JSON-lines trace (one per process),
+which also lets an interrupted run resume without recomputing answered requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from lmms_eval.models.registry_v2 import ModelManifest
+
+manifest = ModelManifest(model_id="scope", simple_class_path="scopebench.evaluation.adapter.ScopeLMM")
+
+
+def model_fingerprint(ref: str, policy: str | None = None) -> str:
+    """A stable id for a model: its reference, policy and a hash of config + weights head."""
+    from scopebench.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+    from scopebench.models.registry import resolve
+
+    _, cfg, folder = resolve(ref)
+    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    if folder is not None:
+        weights = folder / WEIGHTS_FILE
+        h.update((folder / CONFIG_FILE).read_bytes())
+        if weights.exists():
+            h.update(str(weights.stat().st_size).encode())
+            with open(weights, "rb") as f:
+                h.update(f.read(4 << 20))
+    return f"scope|{cfg.name}|{policy or cfg.policy}|{h.hexdigest()[:16]}"
+
+
+def images_to_tensor(visuals: list, size: int) -> torch.Tensor:
+    """PIL images (first visual of each request; None -> black) -> (B, 3, size, size) in [0, 1]."""
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+
+    out = []
+    for v in visuals:
+        img = v if isinstance(v, Image.Image) else Image.new("RGB", (size, size))
+        img = img.convert("RGB").resize((size, size), Image.BICUBIC)
+        out.append(pil_to_tensor(img).float() / 255.0)
+    return torch.stack(out)
+
+
+class ScopeLMM(lmms):
+    """lmms-eval model ``scope``: ``pretrained`` is a checkpoint folder, demo model or preset."""
+
+    def __init__(
+        self, pretrained: str = "demo-scope", device: str = "cpu", batch_size: int | str = 16,
+        policy: str | None = None, max_new_tokens: int | None = None, trace_dir: str | None = None,
+        dtype: str = "float32", **kwargs,
+    ) -> None:
+        super().__init__()
+        from scopebench.models.registry import load_model
+
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        if world > 1:
+            from accelerate import Accelerator
+
+            self.accelerator = Accelerator()
+            self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+            if device == "cuda":
+                device = f"cuda:{self.accelerator.local_process_index}"
+        self._device = torch.device(device)
+        self.ref = pretrained
+        self.model = load_model(pretrained, device=device, policy=policy)
+        if dtype != "float32":
+            self.model = self.model.to(getattr(torch, dtype))
+        self.batch_size = int(batch_size)
+        self.max_new_tokens = max_new_tokens
+        self.fingerprint = model_fingerprint(pretrained, policy)
+        sizes = [self.model.shared.image_size, *(e.image_size for e in self.model.routed.values())]
+        self.canvas = self.model.cfg.image_size or max(sizes)
+        self.trace_path = Path(trace_dir) / f"trace.rank{self.rank}.jsonl" if trace_dir else None
+        self.done = self._read_trace()
+        self.on_batch: Callable[[int, int], None] | None = None  # (done in batch, total requests)
+
+    def __str__(self) -> str:  # lmms-eval keys its response cache on str(model)
+        return self.fingerprint
+
+    @property
+    def device(self):
+        return self._device
+
+    # ----- trace --------------------------------------------------------------------------------
+    @staticmethod
+    def _key(task: str, doc_id: int, kind: str, text: str) -> str:
+        return f"{task}|{doc_id}|{kind}|{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+    def _read_trace(self) -> dict[str, dict]:
+        """Answers already logged by an earlier (interrupted) run of this process slot."""
+        done: dict[str, dict] = {}
+        if self.trace_path is None or not self.trace_path.exists():
+            return done
+        for line in self.trace_path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: ignore it, it is recomputed
+                continue
+            if rec.get("fingerprint") == self.fingerprint:
+                done[rec["key"]] = rec
+        return done
+
+    def _log(self, records: list[dict]) -> None:
+        if self.trace_path is None:
+            return
+        self.trace_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.trace_path, "a") as f:
+            for rec in records:
+                f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _route_record(self, key, task, doc_id, route, probs_row) -> dict:
+        names = self.model.cfg.routed_names
+        return {
+            "key": key, "fingerprint": self.fingerprint, "task": task, "doc_id": int(doc_id),
+            "route": "+".join(("shared", *route)), "encoder": route[0] if probs_row is not None and route else "",
+            "probs": None if probs_row is None else dict(zip(names, [float(p) for p in probs_row], strict=True)),
+        }
+
+    # ----- lmms-eval API --------------------------------------------------------------------------
+    def _visual(self, doc_to_visual, task, split, doc_id):
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual else []
+        return visuals[0] if visuals else None
+
+    def _batches(self, requests: list[Instance]):
+        order = sorted(range(len(requests)), key=lambda i: len(requests[i].args[0]))
+        for start in range(0, len(order), self.batch_size):
+            yield order[start : start + self.batch_size]
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        results: list[str | None] = [None] * len(requests)
+        for idx in self._batches(requests):
+            todo, logged = [], []
+            for i in idx:
+                ctx, _, _, doc_id, task, _ = requests[i].args
+                key = self._key(task, doc_id, "gen", ctx)
+                if key in self.done:
+                    results[i] = self.done[key]["answer"]
+                else:
+                    todo.append((i, key))
+            if todo:
+                first = requests[todo[0][0]].args[1] or {}
+                until = first.get("until") or []
+                until = [until] if isinstance(until, str) else until
+                max_new = self.max_new_tokens or first.get("max_new_tokens") or self.model.cfg.max_new_tokens
+                images = images_to_tensor(
+                    [self._visual(requests[i].args[2], requests[i].args[4], requests[i].args[5], requests[i].args[3])
+                     for i, _ in todo], self.canvas,
+                ).to(self._device, next(self.model.parameters()).dtype)
+                gen = self.model.generate(images, [requests[i].args[0] for i, _ in todo], max_new_tokens=int(max_new))
+                for j, (i, key) in enumerate(todo):
+                    text = gen.texts[j]
+                    for stop in until:
+                        if stop and stop in text:
+                            text = text.split(stop)[0]
+                    results[i] = text
+                    rec = self._route_record(key, requests[i].args[4], requests[i].args[3], gen.routes[j],
+                                             None if gen.probs is None else gen.probs[j])
+                    rec["answer"] = text
+                    logged.append(rec)
+                self._log(logged)
+            if self.on_batch:
+                self.on_batch(len(idx), len(requests))
+        return results
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        for idx in self._batches(requests):
+            todo, logged = [], []
+            for i in idx:
+                ctx, target, _, doc_id, task, split = requests[i].args
+                cont = target if isinstance(target, str) else target(self.task_dict[task][split][doc_id])
+                key = self._key(task, doc_id, "ll", ctx + "\x00" + cont)
+                if key in self.done:
+                    results[i] = tuple(self.done[key]["answer"])
+                else:
+                    todo.append((i, key, cont))
+            if todo:
+                images = images_to_tensor(
+                    [self._visual(requests[i].args[2], requests[i].args[4], requests[i].args[5], requests[i].args[3])
+                     for i, _, _ in todo], self.canvas,
+                ).to(self._device, next(self.model.parameters()).dtype)
+                scored, routes, probs = self.model.loglikelihood(
+                    images, [requests[i].args[0] for i, _, _ in todo], [c for _, _, c in todo]
+                )
+                for j, (i, key, _) in enumerate(todo):
+                    results[i] = scored[j]
+                    rec = self._route_record(key, requests[i].args[4], requests[i].args[3], routes[j],
+                                             None if probs is None else probs[j])
+                    rec["answer"] = list(scored[j])
+                    logged.append(rec)
+                self._log(logged)
+            if self.on_batch:
+                self.on_batch(len(idx), len(requests))
+        return results
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError("scope models answer single-round requests only")

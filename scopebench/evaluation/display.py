@@ -1,0 +1,75 @@
+"""Print a run's scores: per benchmark, per category (Cambrian-1 averaging) and overall."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from scopebench.analysis.aggregate import OVERALL, aggregate
+from scopebench.suites import Suite
+from scopebench.tables import load_table
+
+
+def _cell(value: float, present: int, size: int) -> str:
+    if present == 0 or value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.1f}" if present == size else f"{value:.1f}*"
+
+
+def score_summary(out: Path, suite: Suite, wanted: set[tuple[str, str]]) -> dict:
+    """{model: {benchmarks, categories, overall, partial}} for the (model, benchmark) pairs asked for.
+
+    Category and overall values are plain means; a group with missing benchmarks is marked partial.
+    """
+    scores = load_table(out, "scores")
+    scores = scores[[(m, b) in wanted for m, b in zip(scores["model"], scores["benchmark"], strict=True)]]
+    agg = aggregate(scores, suite)
+    summary = {}
+    for model in agg.benchmarks.index:
+        row = agg.benchmarks.loc[model]
+        bench = {b: round(float(v), 2) for b, v in row.items() if not math.isnan(v)}
+        groups, partial = {}, []
+        for group in [*suite.categories, OVERALL]:
+            members = [b.name for b in suite.benchmarks if group in (OVERALL, b.category)]
+            present = [bench[b] for b in members if b in bench]
+            if present:
+                groups[group] = round(sum(present) / len(present), 2)
+                if len(present) < len(members):
+                    partial.append(group)
+        summary[model] = {"benchmarks": bench, "categories": {g: v for g, v in groups.items() if g != OVERALL},
+                          "overall": groups.get(OVERALL), "partial": partial}
+    return summary
+
+
+def print_scores(out: Path, suite: Suite, wanted: set[tuple[str, str]], json_out: bool = False) -> None:
+    """Rich table (or JSON on stdout) of the scores just computed."""
+    summary = score_summary(out, suite, wanted)
+    if json_out:
+        print(json.dumps({"suite": suite.name, "run_dir": str(out), "unit": "score 0-100", "models": summary}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    models = list(summary)
+    table = Table(title=f"{suite.name} · {out}", show_lines=False)
+    table.add_column("category")
+    table.add_column("benchmark")
+    for m in models:
+        table.add_column(m, justify="right")
+    for cat in suite.categories:
+        members = [b for b in suite.benchmarks if b.category == cat]
+        for b in members:
+            table.add_row(cat if b is members[0] else "", b.name,
+                          *[_cell(summary[m]["benchmarks"].get(b.name), 1, 1) for m in models])
+        table.add_row("", f"[bold]{cat} mean[/]", *[
+            _cell(summary[m]["categories"].get(cat), 1, 1 + (cat in summary[m]["partial"])) for m in models
+        ], end_section=True)
+    table.add_row("", "[bold]Overall[/]", *[
+        _cell(summary[m]["overall"], 1, 1 + (OVERALL in summary[m]["partial"])) for m in models
+    ])
+    console = Console()
+    console.print(table)
+    if any(summary[m]["partial"] for m in models):
+        console.print("* mean over the benchmarks evaluated so far (the group is incomplete)")
+    console.print(f"run directory: {out} (scores, routes, manifest); next: `scopebench report {out}`")
