@@ -1,0 +1,71 @@
+"""Regenerate the cambrian16-mini Parquet files (``scopebench demo suite``), byte-identical on re-run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from scopebench.demo.suite_data import CHECKSUMS, mini_task_include_path, sha256
+
+
+def _png_images(value):
+    """Replace PIL images (also inside lists) by deterministic PNG bytes, as datasets' Image feature stores them."""
+    from PIL import Image
+
+    from scopebench.demo.synth.draw import png_bytes
+
+    if isinstance(value, Image.Image):
+        return {"bytes": png_bytes(value), "path": None}
+    if isinstance(value, list):
+        return [_png_images(v) for v in value]
+    return value
+
+
+def write_task_data(task: str, path: Path) -> None:
+    """Write one task's documents to ``path`` as Parquet with the task's datasets features (atomic)."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    from scopebench.demo.world import TASKS, suite_docs
+
+    spec = TASKS[task]
+    rows = [{key: _png_images(val) for key, val in doc.items()} for doc in suite_docs(task)]
+    table = datasets.Dataset.from_list(rows, features=spec.features).data.table
+    table = table.replace_schema_metadata(spec.features.arrow_schema.metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd", compression_level=9, row_group_size=len(rows))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def build_suite(output: Path | None = None, tasks: Iterable[str] | None = None) -> None:
+    """Write the mini suite's data (default: the shipped ``tasks/cambrian16_mini``).
+
+    A new ``output`` folder also gets the task YAMLs and ``utils.py``, so it is a complete
+    ``include_path``. ``tasks`` limits the rebuild to some task ids (default: all 16).
+    """
+    from rich.progress import track
+
+    from scopebench.demo.world import TASKS
+
+    shipped = mini_task_include_path()
+    folder = Path(output).resolve() if output is not None else shipped
+    if folder != shipped:
+        folder.mkdir(parents=True, exist_ok=True)
+        for src in [*shipped.glob("*.yaml"), shipped / "utils.py"]:
+            shutil.copyfile(src, folder / src.name)
+    names = list(tasks) if tasks is not None else list(TASKS)
+    for task in track(names, description="Building cambrian16-mini"):
+        write_task_data(task, folder / TASKS[task].data_file)
+    sums = folder / CHECKSUMS
+    lines = sorted(f"{sha256(p)}  {p.relative_to(folder).as_posix()}" for p in (folder / "data").glob("*.parquet"))
+    sums.write_text("".join(line + "\n" for line in lines))
