@@ -16,6 +16,7 @@ high-resolution view), Vision-Centric (ground-plane depth, relative size, occlus
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from functools import cache
 from typing import Any
 
 from datasets import Features
+from PIL import Image
 
 from scopebench.demo.synth import bench_general as g
 from scopebench.demo.synth import bench_knowledge as k
@@ -92,6 +94,24 @@ def suite_answers(task: str) -> list[str]:
     return [ans for seed in range(_task(task).units) for _, ans in items(task, seed)]
 
 
+def doc_images(doc: dict) -> list[Image.Image]:
+    """The PIL images in a generated document (image fields and lists of images)."""
+    found = []
+    for value in doc.values():
+        found += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, Image.Image)]
+    return found
+
+
+def pixel_digest(img: Image.Image) -> str:
+    """SHA-256 of an image's raw pixels."""
+    return hashlib.sha256(img.tobytes()).hexdigest()
+
+
+@cache
+def _suite_digests(task: str) -> frozenset[str]:
+    return frozenset(pixel_digest(img) for doc in suite_docs(task) for img in doc_images(doc))
+
+
 @cache
 def _task_config(task: str) -> dict[str, Any]:
     from lmms_eval.utils import load_yaml_config
@@ -126,15 +146,18 @@ def task_visuals(task: str, doc: dict) -> list:
 def training_examples(task: str, seeds: Iterable[int]) -> list[dict]:
     """Training examples ``{"image", "prompt", "answer"}`` for a mini task, one per document of each seed.
 
-    Seeds must be >= ``TRAIN_SEED_START`` (the suite's own seeds are refused). ``prompt`` is exactly
-    what lmms-eval gives the model; ``answer`` gets full marks under the task's own process_results,
-    also when its words are re-joined with single spaces.
+    Seeds must be >= ``TRAIN_SEED_START`` (the suite's own seeds are refused), and a document whose
+    image is pixel-identical to one in the suite is left out. ``prompt`` is exactly what lmms-eval
+    gives the model; ``answer`` gets full marks under the task's own process_results, also when its
+    words are re-joined with single spaces.
     """
     out = []
     for seed in seeds:
         if seed < TRAIN_SEED_START:
             raise ValueError(f"training seed {seed} is below {TRAIN_SEED_START}: seeds under it belong to the suite")
         for doc, answer in items(task, seed):
+            if any(pixel_digest(img) in _suite_digests(task) for img in doc_images(doc)):
+                continue
             out.append({"image": task_visuals(task, doc)[0], "prompt": task_prompt(task, doc), "answer": answer})
     return out
 
@@ -142,7 +165,7 @@ def training_examples(task: str, seeds: Iterable[int]) -> list[dict]:
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]+")
 
 
-def vocabulary_corpus(seeds_per_task: int = 40) -> list[str]:
+def vocabulary_corpus(seeds_per_task: int = 300) -> list[str]:
     """Texts covering every word the world can produce: all closed word lists, plus prompts and answers
     of ``seeds_per_task`` training seeds of every task (for the prompt templates)."""
     from scopebench.demo.synth import depth, diagrams, docs, draw, pictures, road

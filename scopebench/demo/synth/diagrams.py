@@ -9,7 +9,6 @@ from scopebench.demo.synth.core import CITIES, LETTERS, Fact, Rng, near_numbers
 from scopebench.demo.synth.draw import (
     COLORS,
     INK,
-    PAPER,
     SIZE,
     WHITE,
     draw_arrow,
@@ -78,18 +77,19 @@ def food_chain_fact(rng: Rng, kind: str) -> Fact:
 def life_cycle_fact(rng: Rng, kind: str) -> Fact:
     """Four stages around a circle with arrows going clockwise; asks what comes after or before."""
     stages = rng.pick(LIFE_CYCLES)
-    img, d = new_canvas(PAPER)
+    img, d = new_canvas(lighter(COLORS[rng.pick(list(COLORS))], rng.uniform(0.85, 0.97)))
     a0 = rng.uniform(0, 2 * math.pi)
-    R = 40
-    centers = [(SIZE / 2 + R * math.cos(a0 + k * math.pi / 2), SIZE / 2 + R * math.sin(a0 + k * math.pi / 2))
-               for k in range(4)]
+    R = rng.uniform(34, 42)
+    cx, cy = SIZE / 2 + rng.uniform(-6, 6), SIZE / 2 + rng.uniform(-6, 6)
+    box_color = lighter(COLORS[rng.pick(list(COLORS))], 0.75)
+    centers = [(cx + R * math.cos(a0 + k * math.pi / 2), cy + R * math.sin(a0 + k * math.pi / 2)) for k in range(4)]
     for k in range(4):
         a1, a2 = a0 + k * math.pi / 2 + 0.45, a0 + (k + 1) * math.pi / 2 - 0.45
-        p1 = (SIZE / 2 + R * math.cos(a1), SIZE / 2 + R * math.sin(a1))
-        p2 = (SIZE / 2 + R * math.cos(a2), SIZE / 2 + R * math.sin(a2))
+        p1 = (cx + R * math.cos(a1), cy + R * math.sin(a1))
+        p2 = (cx + R * math.cos(a2), cy + R * math.sin(a2))
         draw_arrow(d, p1, p2, (90, 90, 90), width=2)
     for c, s in zip(centers, stages, strict=True):
-        _label_box(img, d, c, s, lighter(COLORS["green"], 0.75))
+        _label_box(img, d, c, s, box_color)
     i = rng.int(0, 3)
     if kind == "after":
         ans = stages[(i + 1) % 4]
@@ -177,13 +177,13 @@ def map_fact(rng: Rng) -> Fact:
 
 def balance_fact(rng: Rng) -> Fact:
     """A balance with one object on each pan, tilted down on the heavier side."""
-    img, d = new_canvas(PAPER)
+    img, d = new_canvas(lighter(COLORS[rng.pick(list(COLORS))], rng.uniform(0.85, 0.97)))
     (s1, c1), (s2, c2) = [(s, c) for s, c in zip(rng.sample(SHAPES, 2), rng.sample(list(COLORS), 2), strict=True)]
     heavy = rng.int(0, 1)
     tilt = rng.uniform(8, 14) * (1 if heavy == 1 else -1)
-    px, py = SIZE / 2, 60
+    px, py, arm = SIZE / 2 + rng.uniform(-8, 8), rng.uniform(54, 66), rng.uniform(38, 46)
     d.polygon([(px, py), (px - 14, 110), (px + 14, 110)], fill=(120, 120, 120))
-    ends = [(px - 44, py - tilt), (px + 44, py + tilt)]
+    ends = [(px - arm, py - tilt), (px + arm, py + tilt)]
     d.line(ends, fill=INK, width=3)
     for (ex, ey), (s, c) in zip(ends, ((s1, c1), (s2, c2)), strict=True):
         d.line([(ex, ey), (ex, ey + 10)], fill=INK)
@@ -203,12 +203,14 @@ def tree_fact(rng: Rng, kind: str) -> Fact:
         depth, i = rng.pick(sorted(parents))
         free = [k for k in (0, 1) if (depth + 1, 2 * i + k) not in nodes]
         nodes.add((depth + 1, 2 * i + rng.pick(free)))
-    pos = {(dp, i): (SIZE * (i + 0.5) / 2 ** dp, 16 + dp * 30) for dp, i in nodes}
+    top, gap = rng.uniform(10, 20), rng.uniform(26, 34)
+    pos = {(dp, i): (SIZE * (i + 0.5) / 2 ** dp + rng.uniform(-3, 3), top + dp * gap) for dp, i in sorted(nodes)}
+    node_color = lighter(COLORS[rng.pick(list(COLORS))], 0.5)
     for (dp, i) in nodes:
         if dp:
             d.line([pos[(dp, i)], pos[(dp - 1, i // 2)]], fill=INK)
     for p in pos.values():
-        d.ellipse([p[0] - 6, p[1] - 6, p[0] + 6, p[1] + 6], fill=lighter(COLORS["blue"], 0.5), outline=INK)
+        d.ellipse([p[0] - 6, p[1] - 6, p[0] + 6, p[1] + 6], fill=node_color, outline=INK)
     leaves = sum(not any((dp + 1, 2 * i + k) in nodes for k in (0, 1)) for dp, i in nodes)
     if kind == "leaves":
         ans, q, claim = leaves, "How many leaf nodes does the tree have?", "Does the tree have {} leaf nodes?"
@@ -220,9 +222,10 @@ def tree_fact(rng: Rng, kind: str) -> Fact:
 def rectangle_fact(rng: Rng, kind: str) -> Fact:
     """A rectangle with its side lengths written beside it; asks for its area or perimeter."""
     w, h = rng.int(2, 9), rng.int(2, 9)
-    unit = min(90 / w, 80 / h, 12)
-    img, d = new_canvas(WHITE)
-    x0, y0 = (SIZE - w * unit) / 2, (SIZE - h * unit) / 2
+    unit = min(90 / w, 80 / h, rng.uniform(9, 12))
+    img, d = new_canvas(lighter(COLORS[rng.pick(list(COLORS))], rng.uniform(0.85, 0.97)))
+    x0 = rng.uniform(16, SIZE - 6 - w * unit)
+    y0 = rng.uniform(6, SIZE - 18 - h * unit)
     d.rectangle([x0, y0, x0 + w * unit, y0 + h * unit], fill=lighter(COLORS[rng.pick(list(COLORS))], 0.6), outline=INK)
     draw_text_centered(img, (x0 + w * unit / 2, y0 + h * unit + 8), str(w))
     draw_text_centered(img, (x0 - 8, y0 + h * unit / 2), str(h))

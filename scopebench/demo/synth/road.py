@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scopebench.demo.synth.core import Fact, Rng, near_numbers
 from scopebench.demo.synth.depth import FOCAL, Z_FAR, Z_NEAR, Camera
-from scopebench.demo.synth.draw import COLORS, INK, SIZE, SKY, darker, new_canvas
+from scopebench.demo.synth.draw import COLORS, INK, SIZE, SKY, darker, lighter, new_canvas
 
 LIGHTS = ("red", "yellow", "green")
 CAR_COLORS = ("red", "blue", "yellow", "green", "purple", "orange")
@@ -14,8 +14,8 @@ LANE_X = {"left": -0.9, "right": 0.9}
 def _scene(rng: Rng, cars: list[tuple[str, str, float]], light: str | None):
     """cars: (colour, lane, Z). The light, if any, stands on one verge."""
     cam = Camera(rng.uniform(42, 52))
-    img, d = new_canvas(SKY)
-    d.rectangle([0, cam.horizon, SIZE, SIZE], fill=(110, 165, 85))
+    img, d = new_canvas(lighter(SKY, rng.uniform(0, 0.5)))
+    d.rectangle([0, cam.horizon, SIZE, SIZE], fill=darker((120, 175, 95), rng.uniform(0, 0.25)))
     edge = 2.2
     road = [(cam.screen_x(-edge, Z_NEAR * 0.7), SIZE), (cam.screen_x(edge, Z_NEAR * 0.7), SIZE),
             (SIZE / 2 + 1, cam.horizon), (SIZE / 2 - 1, cam.horizon)]
@@ -67,7 +67,7 @@ def road_fact(rng: Rng, kind: str) -> Fact:
         return Fact(_scene(rng, cars, light if rng.coin() else None), "How many cars are on the road?", str(n),
                     near_numbers(rng, n, 4, lo=0, hi=6), "Are there {} cars on the road?", "count")
     if kind == "light":
-        cars = _cars(rng, rng.int(0, 2))
+        cars = _cars(rng, rng.int(1, 3))
         return Fact(_scene(rng, cars, light), "What color is the traffic light showing?", light, list(LIGHTS),
                     "Is the traffic light showing {}?", "state")
     if kind == "closer":
