@@ -235,6 +235,9 @@ def test_suite_folder_is_small_and_checked(tmp_path):
     victim.unlink()
     with pytest.raises(ScopebenchError, match=r"docvqa\.parquet.*missing.*scopebench demo suite"):
         check_mini_suite_files(folder)
+    (folder / "c16mini_gqa.yaml").unlink()
+    with pytest.raises(ScopebenchError, match=r"c16mini_gqa\.yaml: task file of the mini suite is missing"):
+        check_mini_suite_files(folder)
 
 
 def test_suite_definitions_load():

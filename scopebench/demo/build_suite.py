@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from scopebench.demo.suite_data import CHECKSUMS, mini_task_include_path, sha256
+from scopebench.errors import ScopebenchError
 
 
 def _png_images(value):
@@ -64,8 +65,10 @@ def build_suite(output: Path | None = None, tasks: Iterable[str] | None = None) 
         for src in [*shipped.glob("*.yaml"), shipped / "utils.py"]:
             shutil.copyfile(src, folder / src.name)
     names = list(tasks) if tasks is not None else list(TASKS)
-    for task in track(names, description="Building cambrian16-mini"):
-        write_task_data(task, folder / TASKS[task].data_file)
-    sums = folder / CHECKSUMS
-    lines = sorted(f"{sha256(p)}  {p.relative_to(folder).as_posix()}" for p in (folder / "data").glob("*.parquet"))
-    sums.write_text("".join(line + "\n" for line in lines))
+    try:
+        for task in track(names, description="Building cambrian16-mini"):
+            write_task_data(task, folder / TASKS[task].data_file)
+        lines = sorted(f"{sha256(p)}  {p.relative_to(folder).as_posix()}" for p in (folder / "data").glob("*.parquet"))
+        (folder / CHECKSUMS).write_text("".join(line + "\n" for line in lines))
+    except PermissionError:
+        raise ScopebenchError(f"{folder}: not writable; pass --output DIR to build the suite elsewhere") from None

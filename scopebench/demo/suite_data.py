@@ -48,6 +48,7 @@ def task_data_files(folder: Path) -> dict[str, Path]:
 
 
 def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -64,11 +65,15 @@ def check_mini_suite_files(folder: Path | None = None) -> None:
     """Raise ScopebenchError naming the first missing or corrupt Parquet file of the mini suite."""
     import pyarrow.parquet as pq
 
+    from scopebench.demo.world import TASKS
+
     folder = Path(folder) if folder is not None else mini_task_include_path()
     sums = read_checksums(folder)
     data_files = task_data_files(folder)
-    if not data_files:
-        raise ScopebenchError(f"{folder}: no cambrian16-mini task YAMLs found; reinstall scopebench")
+    for task in TASKS:
+        if task not in data_files:
+            raise ScopebenchError(f"{folder / (task + '.yaml')}: task file of the mini suite is missing; "
+                                  "reinstall scopebench")
     for task, path in data_files.items():
         if not path.is_file():
             raise ScopebenchError(f"{path}: data file of task {task} is missing; {REGENERATE}")

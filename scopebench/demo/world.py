@@ -39,13 +39,12 @@ TRAIN_SEED_START = 1_000_000
 
 @dataclass(frozen=True)
 class MiniTask:
-    """How one mini task is generated: builder, Parquet schema, number of seeds in the suite, split."""
+    """How one mini task is generated: builder, Parquet schema, number of seeds in the suite."""
 
     name: str
     build: Callable[[Rng, int], list[tuple[dict, str]]]
     features: Features
     units: int
-    split: str
 
     @property
     def data_file(self) -> str:
@@ -54,22 +53,22 @@ class MiniTask:
 
 
 TASKS: dict[str, MiniTask] = {t.name: t for t in (
-    MiniTask("c16mini_mme", g.mme, g.MME_FEATURES, 30, "test"),
-    MiniTask("c16mini_mmbench", g.mmbench, g.MMBENCH_FEATURES, 60, "dev"),
-    MiniTask("c16mini_seedbench", g.seedbench, g.SEED_FEATURES, 63, "test"),
-    MiniTask("c16mini_gqa", g.gqa, g.GQA_FEATURES, 60, "testdev"),
-    MiniTask("c16mini_scienceqa", k.scienceqa, k.SQA_FEATURES, 60, "test"),
-    MiniTask("c16mini_mmmu", k.mmmu, k.MMMU_FEATURES, 60, "validation"),
-    MiniTask("c16mini_mathvista", k.mathvista, k.MATHVISTA_FEATURES, 60, "testmini"),
-    MiniTask("c16mini_ai2d", k.ai2d, k.AI2D_FEATURES, 60, "test"),
-    MiniTask("c16mini_chartqa", o.chartqa, o.CHARTQA_FEATURES, 60, "test"),
-    MiniTask("c16mini_ocrbench", o.ocrbench, o.OCRBENCH_FEATURES, 100, "test"),
-    MiniTask("c16mini_textvqa", o.textvqa, o.TEXTVQA_FEATURES, 60, "validation"),
-    MiniTask("c16mini_docvqa", o.docvqa, o.DOCVQA_FEATURES, 60, "validation"),
-    MiniTask("c16mini_mmvp", v.mmvp, v.MMVP_FEATURES, 35, "train"),
-    MiniTask("c16mini_realworldqa", v.realworldqa, v.RWQA_FEATURES, 60, "test"),
-    MiniTask("c16mini_cv_bench_2d", v.cv_bench_2d, v.CV_BENCH_FEATURES, 60, "test"),
-    MiniTask("c16mini_cv_bench_3d", v.cv_bench_3d, v.CV_BENCH_FEATURES, 60, "test"),
+    MiniTask("c16mini_mme", g.mme, g.MME_FEATURES, 30),
+    MiniTask("c16mini_mmbench", g.mmbench, g.MMBENCH_FEATURES, 60),
+    MiniTask("c16mini_seedbench", g.seedbench, g.SEED_FEATURES, 63),
+    MiniTask("c16mini_gqa", g.gqa, g.GQA_FEATURES, 60),
+    MiniTask("c16mini_scienceqa", k.scienceqa, k.SQA_FEATURES, 60),
+    MiniTask("c16mini_mmmu", k.mmmu, k.MMMU_FEATURES, 60),
+    MiniTask("c16mini_mathvista", k.mathvista, k.MATHVISTA_FEATURES, 60),
+    MiniTask("c16mini_ai2d", k.ai2d, k.AI2D_FEATURES, 60),
+    MiniTask("c16mini_chartqa", o.chartqa, o.CHARTQA_FEATURES, 60),
+    MiniTask("c16mini_ocrbench", o.ocrbench, o.OCRBENCH_FEATURES, 100),
+    MiniTask("c16mini_textvqa", o.textvqa, o.TEXTVQA_FEATURES, 60),
+    MiniTask("c16mini_docvqa", o.docvqa, o.DOCVQA_FEATURES, 60),
+    MiniTask("c16mini_mmvp", v.mmvp, v.MMVP_FEATURES, 35),
+    MiniTask("c16mini_realworldqa", v.realworldqa, v.RWQA_FEATURES, 60),
+    MiniTask("c16mini_cv_bench_2d", v.cv_bench_2d, v.CV_BENCH_FEATURES, 60),
+    MiniTask("c16mini_cv_bench_3d", v.cv_bench_3d, v.CV_BENCH_FEATURES, 60),
 )}
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from scopebench.demo.synth.core import Rng
 from scopebench.demo.synth.draw import COLORS, INK, SIZE, draw_shape, lighter, new_canvas
-from scopebench.demo.synth.shapes import BACKGROUNDS, Obj, distinct_kinds, place
+from scopebench.demo.synth.shapes import BACKGROUNDS, distinct_kinds, place
 
 
 @dataclass
@@ -26,8 +26,7 @@ def _decor(rng: Rng, avoid: list[tuple[float, float, float]]) -> Callable[[Image
     """A few background shapes shared by both images of a pair."""
     kinds = distinct_kinds(rng, rng.int(0, 2))
     radii = [rng.int(6, 9) for _ in kinds]
-    taken = [Obj("circle", "red", x, y, r) for x, y, r in avoid]
-    spots = place(rng, radii, taken) or []
+    spots = place(rng, radii, avoid) or []
 
     def draw(img: Image.Image) -> None:
         for (s, c), (x, y), r in zip(kinds, spots, radii, strict=False):

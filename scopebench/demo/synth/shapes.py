@@ -30,15 +30,15 @@ class Obj:
         return f"{self.color} {self.shape}"
 
 
-def place(rng: Rng, radii: list[float], taken: list[Obj] | None = None,
-          region: tuple[float, float, float, float] = (0, 0, SIZE, SIZE)) -> list[tuple[float, float]] | None:
-    """Non-overlapping centres for discs of the given radii inside ``region`` (None if it fails)."""
-    discs = [(o.x, o.y, o.r) for o in taken or []]
+def place(rng: Rng, radii: list[float],
+          taken: list[tuple[float, float, float]] = ()) -> list[tuple[float, float]] | None:
+    """Centres for discs of the given radii on the canvas, clear of each other and of the ``taken``
+    (x, y, r) discs (None if it fails)."""
+    discs = list(taken)
     out = []
-    x0, y0, x1, y1 = region
     for r in radii:
         for _ in range(200):
-            x, y = rng.uniform(x0 + r + 3, x1 - r - 3), rng.uniform(y0 + r + 3, y1 - r - 3)
+            x, y = rng.uniform(r + 3, SIZE - r - 3), rng.uniform(r + 3, SIZE - r - 3)
             if all((x - a) ** 2 + (y - b) ** 2 > (r + c + 5) ** 2 for a, b, c in discs):
                 break
         else:
