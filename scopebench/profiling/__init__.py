@@ -1,0 +1,1 @@
+"""Compute per routed path: exact MAC / FLOP counts (``flops``) and measured latency (``latency``)."""

@@ -1,0 +1,90 @@
+"""Rows for the run directory's ``costs`` table from `flops` and `latency` results.
+
+kind="path": one row per (path, component), a ``llm_decode_per_token`` row (not part of the total)
+and a component="total" row carrying visual_tokens, params (whole model) and active_params.
+kind="reference": the same for the all-encoders path a routed policy does not take.
+kind="expected": per benchmark, path="expected", component="total": routing-weighted MACs from the
+run's ``routes`` table (``scopebench.analysis.compute.expected_costs``), plus ``saving_vs_all``.
+kind="latency": median / IQR milliseconds per (path, component) and total, with batch size and device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from scopebench.profiling.components import DECODE_PER_TOKEN
+from scopebench.tables import conform, load_table, save_table
+
+TOTAL = "total"
+STATIC_KINDS = ("path", "reference", "expected")
+
+
+def flops_rows(result: dict) -> pd.DataFrame:
+    """kind=path / reference rows of a `flops` result."""
+    rows = []
+    for p in result["paths"]:
+        base = {"model": result["model"], "kind": "reference" if p["reference"] else "path", "path": p["path"],
+                "device": result["device"]}
+        for name, c in p["components"].items():
+            rows.append({**base, "component": name, "macs": c["macs"], "flops": c["flops"], "params": c["params"],
+                         "active_params": c["params"], "counter": c["counter"]})
+        if "decode_per_token" in p:
+            d = p["decode_per_token"]
+            rows.append({**base, "component": DECODE_PER_TOKEN, "macs": d["macs"], "flops": d["flops"],
+                         "visual_tokens": p["visual_tokens"], "counter": result["counter"]})
+        counters = sorted({c["counter"] for c in p["components"].values()})
+        rows.append({**base, "component": TOTAL, "visual_tokens": p["visual_tokens"], "macs": p["total"]["macs"],
+                     "flops": p["total"]["flops"], "params": p["params"], "active_params": p["active_params"],
+                     "counter": "+".join(counters)})
+    return conform(pd.DataFrame(rows), "costs")
+
+
+def _replace(run_dir: Path, model: str, kinds: tuple[str, ...], new: pd.DataFrame, keep=None) -> None:
+    """Drop the model's rows of ``kinds`` (those matching ``keep`` survive) and append ``new``; atomic."""
+    old = conform(load_table(run_dir, "costs", required=False), "costs")
+    drop = (old["model"] == model) & old["kind"].isin(kinds)
+    if keep is not None:
+        drop &= ~keep(old)
+    frames = [f for f in (old[~drop], new) if len(f)]
+    save_table(run_dir, "costs", pd.concat(frames, ignore_index=True) if frames else new)
+
+
+def write_flops(run_dir: Path, result: dict) -> pd.DataFrame:
+    """Write path / reference rows and, when the run has routes for the model, expected rows. Returns the latter."""
+    from scopebench.analysis.compute import expected_costs
+
+    rows = flops_rows(result)
+    routes = load_table(run_dir, "routes", required=False)
+    routes = routes[routes["model"] == result["model"]]
+    expected = expected_costs(routes, rows) if len(routes) else conform(pd.DataFrame(), "costs")
+    ref = [p["total"]["macs"] for p in result["paths"] if p["reference"]]
+    if len(expected):
+        expected["saving_vs_all"] = 1.0 - expected["macs"].astype(float) / ref[0] if ref else float("nan")
+    _replace(run_dir, result["model"], STATIC_KINDS, pd.concat([f for f in (rows, expected) if len(f)]))
+    return expected
+
+
+def latency_rows(result: dict) -> pd.DataFrame:
+    """kind=latency rows of a `latency` result."""
+    rows = []
+    for p in result["paths"]:
+        timed = {**p["components"], TOTAL: p["total"]}
+        for name, t in timed.items():
+            rows.append({"model": result["model"], "kind": "latency", "path": p["path"], "component": name,
+                         "visual_tokens": p["visual_tokens"], "macs": t["macs"], "flops": t["flops"],
+                         "latency_median_ms": t["median_ms"], "latency_iqr_ms": t["iqr_ms"],
+                         "batch_size": result["batch_size"], "device": result["device"]})
+    return conform(pd.DataFrame(rows), "costs")
+
+
+def write_latency(run_dir: Path, result: dict) -> None:
+    """Replace the model's latency rows measured at the same batch size on the same device."""
+    rows = latency_rows(result)
+
+    def other_setting(df: pd.DataFrame) -> pd.Series:
+        same = (pd.to_numeric(df["batch_size"], errors="coerce") == result["batch_size"])
+        return ~(same & (df["device"].astype(str) == result["device"]))
+
+    _replace(run_dir, result["model"], ("latency",), rows, keep=other_setting)

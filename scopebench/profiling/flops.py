@@ -1,0 +1,144 @@
+"""`scopebench flops`: MACs and FLOPs (= 2 x MACs) of every routed path, per component.
+
+Components of a path: ``shared_encoder``, ``router``, ``routed:<name>``, ``projector``,
+``llm_prefill`` (visual + prompt tokens; LM head on the last position, which gives the first
+generated token) and ``llm_decode``: the remaining ``generated_tokens - 1`` KV-cached steps at
+contexts L, L+1, ... (L = prefill length). A path's total is the sum of its components. The cost
+of one decode step at context L is reported beside it (``decode_per_token``), not in the total.
+Each distinct computation is counted once and reused across paths. Routed policies also get the
+all-encoders path (``reference``), even when the policy never takes it, to report savings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from scopebench.errors import ScopebenchError
+from scopebench.profiling.components import (
+    DECODE,
+    PathPlan,
+    count_params,
+    decode_part,
+    plan_encoder,
+    plan_model,
+    where,
+)
+from scopebench.profiling.counters import COUNTERS, TORCH, Count, count
+
+UNIT = "macs: multiply-accumulates of matmul-class ops (linear, matmul, conv, attention); flops = 2 x macs"
+
+
+class Tally:
+    """Counts each distinct part once; collects the ops no counter counted and fallback notes."""
+
+    def __init__(self, counter: str, label: str):
+        self.counter, self.label = counter, label
+        self.cache: dict[tuple, Count] = {}
+        self.uncounted: Counter = Counter()
+        self.notes: list[str] = []
+
+    def __call__(self, key: tuple, make_part) -> Count:
+        if key not in self.cache:
+            part = make_part()
+            result = count(part.module, part.inputs, self.counter, f"{part.component} of '{self.label}'")
+            result.output = None
+            self.uncounted.update(result.uncounted)
+            if result.note:
+                self.notes.append(result.note)
+            self.cache[key] = result
+        return self.cache[key]
+
+
+def _entry(c: Count, params: int) -> dict:
+    return {"macs": c.macs, "flops": c.flops, "params": params, "counter": c.counter}
+
+
+def _decode(tally: Tally, llm, context: int, generated: int, batch: int) -> tuple[Count, int]:
+    """One step at ``context`` and the exact total of ``generated - 1`` steps (cost is linear in context)."""
+    first = tally((DECODE, context), lambda: decode_part(llm, context, batch))
+    steps = max(generated - 1, 0)
+    total = steps * first.macs
+    if steps >= 2:
+        second = tally((DECODE, context + 1), lambda: decode_part(llm, context + 1, batch))
+        total += (second.macs - first.macs) * steps * (steps - 1) // 2
+    return first, total
+
+
+def count_paths(plans: list[PathPlan], tally: Tally, llm=None, generated_tokens: int = 16,
+                total_params: int | None = None, batch: int = 1) -> list[dict]:
+    """Per-path results (see the module docstring), savings against the reference path when there is one."""
+    paths = []
+    for plan in plans:
+        comps = {p.component: _entry(tally(p.key, lambda p=p: p), p.params) for p in plan.parts}
+        entry = {"path": plan.name, "route": list(plan.route), "reference": plan.reference,
+                 "visual_tokens": plan.visual_tokens, "llm_tokens": plan.llm_tokens, "components": comps}
+        if llm is not None:
+            step, total = _decode(tally, llm, plan.llm_tokens, generated_tokens, batch)
+            comps[DECODE] = {"macs": total, "flops": 2 * total, "params": count_params([llm]), "counter": step.counter}
+            entry["decode_per_token"] = {"macs": step.macs, "flops": step.flops, "context": plan.llm_tokens}
+        macs = sum(c["macs"] for c in comps.values())
+        active = count_params(plan.modules)
+        entry.update(total={"macs": macs, "flops": 2 * macs}, active_params=active,
+                     params=active if plan.reference or total_params is None else total_params)
+        paths.append(entry)
+    ref = next((p for p in paths if p["reference"]), None)
+    for p in paths:
+        p["saving_vs_all"] = None if ref is None else 1.0 - p["total"]["macs"] / ref["total"]["macs"]
+    return paths
+
+
+def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> dict:
+    """Count every path of a loaded target; the JSON-ready result of `scopebench flops`."""
+    device = where(target.model)[0].type
+    if device == "meta" and counter != TORCH:
+        counter = TORCH
+        if target.kind != "preset":  # the preset note says so already
+            target.notes.append("meta device: counted with the torch counter (fvcore needs a real forward)")
+    try:
+        plans = plan_encoder(target.label, target.model) if target.encoder else plan_model(target.model, prompt_tokens)
+    except ScopebenchError:
+        raise
+    except Exception as err:  # an encoder that cannot run at this size, a broken config: one line
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ScopebenchError(f"cannot run '{target.label}' to find its paths: {type(err).__name__}: {first}") from None
+    tally = Tally(counter, target.label)
+    llm = None if target.encoder else target.model.llm
+    total = None if target.encoder else count_params([target.model])
+    paths = count_paths(plans, tally, llm, generated_tokens, total)
+    return {
+        "model": target.label, "unit": UNIT, "device": device, "counter": counter,
+        "prompt_tokens": None if target.encoder else prompt_tokens,
+        "generated_tokens": None if target.encoder else generated_tokens,
+        "policy": None if target.encoder else str(target.model.policy),
+        "paths": paths, "unsupported_ops": dict(tally.uncounted.most_common()),
+        "notes": list(dict.fromkeys(target.notes + tally.notes)),
+    }
+
+
+def run_flops(model: str, image_size: int | None = None, prompt_tokens: int = 64, generated_tokens: int = 16,
+              meta: bool = False, counter: str = "fvcore", output: Path | None = None, json_out: bool = False) -> dict:
+    """`scopebench flops`: count, print (rich tables or JSON) and optionally write the run's costs table."""
+    from scopebench.profiling.loading import load_for_flops
+
+    if counter not in COUNTERS:
+        raise ScopebenchError(f"--counter must be one of {', '.join(COUNTERS)}, got '{counter}'")
+    if prompt_tokens < 1 or generated_tokens < 1:
+        raise ScopebenchError("--prompt-tokens and --generated-tokens must be >= 1")
+    target = load_for_flops(model, image_size, meta)
+    result = profile(target, prompt_tokens, generated_tokens, TORCH if meta else counter)
+    expected = None
+    if output is not None:
+        from scopebench.profiling.costs import write_flops
+
+        expected = write_flops(Path(output), result)
+    if json_out:
+        if expected is not None:
+            result["expected"] = json.loads(expected.to_json(orient="records"))
+        print(json.dumps(result, indent=2))
+    else:
+        from scopebench.profiling.render import print_flops
+
+        print_flops(result, expected, output)
+    return result

@@ -1,0 +1,130 @@
+"""What `scopebench flops` / `latency` profile: a checkpoint, demo model, preset, or one encoder spec."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from scopebench.errors import ScopebenchError
+from scopebench.models.encoders import SOURCES, EncoderConfig
+
+CPU_MAX_PARAMS = 2_000_000_000  # larger models are too slow to time on a CPU
+
+
+@dataclass
+class Target:
+    """A built model to profile. ``encoder``: a single VisionEncoder (from a spec) instead of a VLM."""
+
+    label: str  # the model name in run tables: the preset reference or the config's name; the spec
+    kind: str  # checkpoint, demo, preset or encoder
+    model: nn.Module
+    encoder: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def is_encoder_spec(ref: str) -> bool:
+    source, sep, name = ref.partition(":")
+    return bool(sep and name) and source in SOURCES and not Path(ref).exists()
+
+
+def _check_size(image_size: int | None) -> None:
+    if image_size is not None and image_size < 1:
+        raise ScopebenchError(f"--image-size must be a positive number of pixels, got {image_size}")
+
+
+def _with_image_size(cfg, size: int):
+    """The config with every encoder (and the input canvas) at ``size`` pixels."""
+    return dataclasses.replace(
+        cfg, image_size=size, shared=dataclasses.replace(cfg.shared, image_size=size),
+        routed={k: dataclasses.replace(v, image_size=size) for k, v in cfg.routed.items()},
+    )
+
+
+def _encoder(ref: str, image_size: int | None, device) -> nn.Module:
+    from scopebench.models.encoders import create_encoder
+
+    with torch.device(device):
+        return create_encoder(EncoderConfig(spec=ref, image_size=image_size)).eval()
+
+
+def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
+    """Build ``ref`` for counting. Presets (no weights) and ``meta`` build on the meta device; checkpoints
+    load their weights on the CPU (random weights when ``image_size`` changes their encoders)."""
+    from scopebench.models.build import build_model
+    from scopebench.models.registry import load_model, resolve
+
+    _check_size(image_size)
+    if is_encoder_spec(ref):
+        return Target(ref, "encoder", _encoder(ref, image_size, "meta" if meta else "cpu"), True)
+    kind, cfg, folder = resolve(ref)
+    label = ref if kind == "preset" else cfg.name
+    notes = []
+    if kind == "preset" and not meta:
+        meta = True
+        notes.append(f"'{ref}' is a preset without weights: counted on the meta device with the torch counter")
+    if image_size is not None:
+        cfg = _with_image_size(cfg, image_size)
+    if meta:
+        model = build_model(cfg, meta=True)
+    elif folder is not None and image_size is None:
+        model = load_model(ref)
+    else:
+        model = build_model(cfg)
+        if folder is not None:
+            notes.append("--image-size changes the encoders: counted with random weights (counts do not depend on them)")
+    return Target(label, kind, model.eval(), False, notes)
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _check_fits(ref: str, meta_model: nn.Module, device: torch.device) -> None:
+    """Refuse models that do not fit the device (weights are built in float32, then cast)."""
+    params = sum(p.numel() for p in meta_model.parameters())
+    need, have = params * 4, _available_bytes(device)
+    gb = 1024**3
+    if device.type == "cpu" and params > CPU_MAX_PARAMS:
+        raise ScopebenchError(
+            f"model '{ref}' has {params / 1e9:.1f} B parameters: too big and slow to time on a CPU; "
+            f"use --device cuda, or count its FLOPs with `scopebench flops {ref} --meta`"
+        )
+    if need > 0.9 * have:
+        raise ScopebenchError(
+            f"model '{ref}' needs {need / gb:.1f} GB to build ({params / 1e9:.2f} B parameters in float32) "
+            f"but {device} has {have / gb:.1f} GB free; use a larger device or a smaller model"
+        )
+
+
+def load_for_latency(ref: str, device: str, dtype: torch.dtype) -> Target:
+    """Build ``ref`` with weights on ``device`` in ``dtype``: checkpoints load theirs, presets and encoder
+    specs get random weights built directly on the device."""
+    from scopebench.models.build import build_model
+    from scopebench.models.registry import load_model, resolve
+
+    dev = torch.device(device)
+    if is_encoder_spec(ref):
+        _check_fits(ref, _encoder(ref, None, "meta"), dev)
+        return Target(ref, "encoder", _encoder(ref, None, dev).to(dtype), True)
+    kind, cfg, folder = resolve(ref)
+    _check_fits(ref, build_model(cfg, meta=True), dev)
+    if folder is not None:
+        model = load_model(ref, device=device)
+    else:
+        with dev:
+            model = build_model(cfg)
+    return Target(ref if kind == "preset" else cfg.name, kind, model.to(dtype).eval(), False)
