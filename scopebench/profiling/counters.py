@@ -110,13 +110,36 @@ def _fvcore_handles() -> dict:
     }
 
 
+class _KeepAll(torch.nn.Module):
+    """Also returns every submodule's tensor outputs: tracing drops work whose result is unused (a
+    pooling head the caller ignores, the last layer when reading the penultimate), which still runs."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *inputs):
+        kept: list = []
+
+        def keep(_module, _inputs, out):
+            kept.extend(t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+
+        handles = [m.register_forward_hook(keep) for m in self.module.modules()]
+        try:
+            out = self.module(*inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        return (*(t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)), *kept)
+
+
 def count_fvcore(module, inputs: tuple) -> Count:
     """fvcore FlopCountAnalysis (one multiply-add = one 'flop' there, i.e. MACs) with the added handles."""
     from fvcore.nn import FlopCountAnalysis
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        fca = FlopCountAnalysis(module, inputs)
+        fca = FlopCountAnalysis(_KeepAll(module), inputs)
         for op in _FVCORE_DROPPED:
             fca._op_handles.pop(op, None)
         fca.set_op_handle(**_fvcore_handles())
