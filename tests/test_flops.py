@@ -60,6 +60,19 @@ def test_reference_models_match_published_counts(source, name, size, gmacs, on_c
         assert c.flops == 2 * c.macs
 
 
+@pytest.mark.parametrize("encoder, gflops", [("siglip", 670.35), ("clip", 381.92)])
+def test_cambrian_hf_encoders_match_open_clip_published_counts(encoder, gflops):
+    """cambrian-1's transformers towers, through scopebench's adapter, against open_clip's figures for the
+    same architectures (ViT-SO400M-14-SigLIP-384 and ViT-L-14-336, image_gflops, docs/model_profile.csv)."""
+    from scopebench.models.encoders import create_encoder
+    from scopebench.profiling.components import encoder_part
+
+    _, cfg, _ = resolve("cambrian-1")
+    with torch.device("meta"):
+        part = encoder_part(encoder, create_encoder(cfg.routed[encoder]), 1)
+    assert count(part.module, part.inputs, "torch", encoder).flops / 1e9 == pytest.approx(gflops, rel=0.01)
+
+
 # ---- LLM closed form ------------------------------------------------------------------------------
 D, FF, H, KV, HD, LAYERS, V = 64, 96, 4, 2, 16, 2, 100
 

@@ -53,10 +53,11 @@ def test_latency_cpu_json_and_rows(ckpt, tmp_path):
     assert len(load_table(tmp_path, "costs")) == len(rows)  # same setting: replaced, not appended
 
 
-def test_latency_table_for_an_encoder_spec():
-    result = _run(["timm:vit_tiny_patch16_224", "--warmup", "0", "--repeats", "2"])
+def test_latency_table_for_an_encoder_spec_built_in_bf16():
+    result = _run(["timm:vit_tiny_patch16_224", "--warmup", "0", "--repeats", "2", "--dtype", "bfloat16"])
     assert result.exit_code == 0, result.output
-    assert "timm:vit_tiny_patch16_224" in result.output and "total (first token)" in result.output
+    assert "timm:vit_tiny_patch16_224" in result.output and "bfloat16" in result.output
+    assert "total (first token)" in result.output
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")

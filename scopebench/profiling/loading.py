@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,10 +94,10 @@ def _available_bytes(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _check_fits(ref: str, meta_model: nn.Module, device: torch.device) -> None:
-    """Refuse models that do not fit the device (weights are built in float32, then cast)."""
+def _check_fits(ref: str, meta_model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse models that do not fit the device in ``dtype``, and paper-scale models on a CPU."""
     params = sum(p.numel() for p in meta_model.parameters())
-    need, have = params * 4, _available_bytes(device)
+    need, have = params * dtype.itemsize, _available_bytes(device)
     gb = 1024**3
     if device.type == "cpu" and params > CPU_MAX_PARAMS:
         raise ScopebenchError(
@@ -105,26 +106,39 @@ def _check_fits(ref: str, meta_model: nn.Module, device: torch.device) -> None:
         )
     if need > 0.9 * have:
         raise ScopebenchError(
-            f"model '{ref}' needs {need / gb:.1f} GB to build ({params / 1e9:.2f} B parameters in float32) "
+            f"model '{ref}' needs {need / gb:.1f} GB ({params / 1e9:.2f} B parameters in {str(dtype)[6:]}) "
             f"but {device} has {have / gb:.1f} GB free; use a larger device or a smaller model"
         )
 
 
+@contextlib.contextmanager
+def _building(device: torch.device, dtype: torch.dtype):
+    """Create parameters directly on ``device`` in ``dtype`` (no float32 copy first)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with device:
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def load_for_latency(ref: str, device: str, dtype: torch.dtype) -> Target:
     """Build ``ref`` with weights on ``device`` in ``dtype``: checkpoints load theirs, presets and encoder
-    specs get random weights built directly on the device."""
+    specs get random weights created directly on the device in ``dtype``."""
     from scopebench.models.build import build_model
     from scopebench.models.registry import load_model, resolve
 
     dev = torch.device(device)
     if is_encoder_spec(ref):
-        _check_fits(ref, _encoder(ref, None, "meta"), dev)
-        return Target(ref, "encoder", _encoder(ref, None, dev).to(dtype), True)
+        _check_fits(ref, _encoder(ref, None, "meta"), dev, dtype)
+        with _building(dev, dtype):
+            return Target(ref, "encoder", _encoder(ref, None, dev).to(dtype), True)
     kind, cfg, folder = resolve(ref)
-    _check_fits(ref, build_model(cfg, meta=True), dev)
+    _check_fits(ref, build_model(cfg, meta=True), dev, dtype)
     if folder is not None:
         model = load_model(ref, device=device)
     else:
-        with dev:
+        with _building(dev, dtype):
             model = build_model(cfg)
     return Target(ref if kind == "preset" else cfg.name, kind, model.to(dtype).eval(), False)
