@@ -67,7 +67,7 @@ def _decode(tally: Tally, llm, context: int, generated: int, batch: int) -> tupl
 
 
 def count_paths(plans: list[PathPlan], tally: Tally, llm=None, generated_tokens: int = 16,
-                total_params: int | None = None, batch: int = 1) -> list[dict]:
+                total_params: int | None = None) -> list[dict]:
     """Per-path results (see the module docstring), savings against the reference path when there is one."""
     paths = []
     for plan in plans:
@@ -75,7 +75,7 @@ def count_paths(plans: list[PathPlan], tally: Tally, llm=None, generated_tokens:
         entry = {"path": plan.name, "route": list(plan.route), "reference": plan.reference,
                  "visual_tokens": plan.visual_tokens, "llm_tokens": plan.llm_tokens, "components": comps}
         if llm is not None:
-            step, total = _decode(tally, llm, plan.llm_tokens, generated_tokens, batch)
+            step, total = _decode(tally, llm, plan.llm_tokens, generated_tokens, batch=1)
             comps[DECODE] = {"macs": total, "flops": 2 * total, "params": count_params([llm]), "counter": step.counter}
             entry["decode_per_token"] = {"macs": step.macs, "flops": step.flops, "context": plan.llm_tokens}
         macs = sum(c["macs"] for c in comps.values())
