@@ -24,7 +24,7 @@ from scopebench.config import config_from_dict
 from scopebench.errors import ScopebenchError
 
 SEED = 0
-TRAIN_SEEDS_PER_TASK = 160
+TRAIN_SEEDS_PER_TASK = 400
 ROUTED = ("hires", "conv", "clip")
 DEMO_MODELS = {
     "demo-baseline-0": "shared_only",

@@ -18,10 +18,6 @@ from pathlib import Path
 import torch
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
-from lmms_eval.models.registry_v2 import ModelManifest
-
-manifest = ModelManifest(model_id="scope", simple_class_path="scopebench.evaluation.adapter.ScopeLMM")
-
 
 def model_fingerprint(ref: str, policy: str | None = None) -> str:
     """A stable id for a model: its reference, policy and a hash of config + weights head."""
@@ -206,6 +202,12 @@ class ScopeLMM(lmms):
             if self.on_batch:
                 self.on_batch(len(idx), len(requests))
         return results
+
+    def clean(self) -> None:
+        """lmms-eval calls this after each evaluation; the model stays loaded for the next task."""
+        import gc
+
+        gc.collect()
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("scope models answer single-round requests only")

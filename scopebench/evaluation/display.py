@@ -68,7 +68,7 @@ def print_scores(out: Path, suite: Suite, wanted: set[tuple[str, str]], json_out
     table.add_row("", "[bold]Overall[/]", *[
         _cell(summary[m]["overall"], 1, 1 + (OVERALL in summary[m]["partial"])) for m in models
     ])
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 34 + 13 * len(models))
     console.print(table)
     if any(summary[m]["partial"] for m in models):
         console.print("* mean over the benchmarks evaluated so far (the group is incomplete)")

@@ -8,9 +8,13 @@ the adapter's trace (and lmms-eval's response cache) are reused.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import copy
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -94,7 +98,10 @@ def sample_score(value: Any) -> float:
 def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite, traces: list[dict]):
     """lmms-eval results + adapter traces -> (scores row, routes rows)."""
     metrics = results.get("results", {}).get(task, {})
-    raw = _scalar(metrics.get(f"{bench.metric},none"))
+    keys = [k for k in metrics if k.split(",")[0] == bench.metric and "," in k]
+    key = f"{bench.metric},none" if f"{bench.metric},none" in keys else (keys[0] if keys else None)
+    raw = None if key is None else metrics[key]
+    raw = 0.0 if key is not None and raw is None else _scalar(raw)  # e.g. MathVista reports None for 0 right
     if raw is None:
         keys = sorted(k.split(",")[0] for k in metrics if "," in k and "stderr" not in k)
         raise ScopebenchError(
@@ -227,15 +234,20 @@ def _evaluate(todo, names, task_of, configs, manager, out, suite, limit, batch_s
         lm.done = lm._read_trace()
         job = progress.add_task(f"{model} · {bench.name}", total=None)
         lm.on_batch = lambda k, total, job=job: progress.update(job, total=total, advance=k)
+        _reset_task_state()
+        args = argparse.Namespace(output_path=str(part), process_with_media=False)
         try:
-            results = simple_evaluate(
-                model=lm, tasks=[configs[bench.name]], task_manager=manager, limit=limit, batch_size=batch_size,
-                log_samples=True, bootstrap_iters=0, use_cache=str(out / "cache" / model), verbosity="ERROR",
-                process_docs_parallel=1,
-            )
+            with contextlib.redirect_stdout(sys.stderr):  # task aggregations print; stdout stays clean for --json
+                results = simple_evaluate(
+                    model=lm, tasks=[copy.deepcopy(configs[bench.name])], task_manager=manager, limit=limit, batch_size=batch_size,
+                    log_samples=True, bootstrap_iters=0, use_cache=str(out / "cache" / model), verbosity="ERROR",
+                    process_docs_parallel=1, cli_args=args,
+                )
         except ScopebenchError:
             raise
         except Exception as err:  # a task that cannot run: one line, finished work stays on disk
+            if os.environ.get("SCOPEBENCH_DEBUG"):
+                raise
             raise ScopebenchError(
                 f"task '{task}' failed for model '{model}': {type(err).__name__}: {str(err).splitlines()[0][:300]}"
                 f"; finished tasks are kept in {out}"
@@ -247,6 +259,14 @@ def _evaluate(todo, names, task_of, configs, manager, out, suite, limit, batch_s
         _save_part(part, results, score, routes)
         merge_rows(out, "scores", pd.DataFrame([score]), ["model", "benchmark"])
         merge_rows(out, "routes", pd.DataFrame(routes), ["model", "benchmark", "doc_id"])
+
+
+def _reset_task_state() -> None:
+    """lmms-eval's OCRBench keeps a module-level running total: zero it before each evaluation."""
+    ocr = sys.modules.get("lmms_eval.tasks.ocrbench.utils")
+    if ocr is not None:
+        for k in ocr.OCRBench_score:
+            ocr.OCRBench_score[k] = 0
 
 
 def _progress(disabled: bool):

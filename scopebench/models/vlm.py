@@ -302,7 +302,7 @@ class MultiEncoderVLM(nn.Module):
             masks.append(torch.cat([mask.new_zeros(pad), mask.new_ones(nv + n)]))
         embeds, attn = torch.stack(rows), torch.stack(masks)
         pos = (attn.cumsum(1) - 1).clamp_min(0)
-        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True)
+        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
         done = torch.zeros(len(lengths), dtype=torch.bool, device=embeds.device)
         result: list[list[int]] = [[] for _ in lengths]
         for _ in range(max_new):
@@ -319,7 +319,7 @@ class MultiEncoderVLM(nn.Module):
             pos = pos[:, -1:] + 1
             out = self.llm(
                 inputs_embeds=self.text_embeddings(nxt[:, None]), attention_mask=attn, position_ids=pos,
-                past_key_values=out.past_key_values, use_cache=True,
+                past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1,
             )
         return result
 
