@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -63,7 +63,7 @@ Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 @app.command()
 @user_errors
 def models(
-    name: Annotated[Optional[str], typer.Argument(help="A preset, demo model or checkpoint dir to show in full.")] = None,
+    name: Annotated[str | None, typer.Argument(help="A preset, demo model or checkpoint dir to show in full.")] = None,
     json_out: Json = False,
 ) -> None:
     """List model presets, demo models and checkpoints; with NAME, show its resolved config."""
@@ -76,14 +76,14 @@ def models(
 @user_errors
 def eval_(
     model: Annotated[
-        Optional[list[str]], typer.Argument(help="Checkpoint dirs, presets or demo model names (default: the demo models).")
+        list[str] | None, typer.Argument(help="Checkpoint dirs, presets or demo model names (default: the demo models).")
     ] = None,
     suite: Annotated[str, typer.Option(help="Built-in suite name or suite YAML file.")] = "cambrian16-mini",
-    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated benchmark names or task ids (default: all).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N samples of each task.")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated benchmark names or task ids (default: all).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N samples of each task.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass (grouped by route).")] = 16,
     device: Device = "cpu",
-    output: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<suite>).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<suite>).")] = None,
     judge: Annotated[bool, typer.Option(help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
     json_out: Json = False,
 ) -> None:
@@ -100,12 +100,12 @@ def eval_(
 @user_errors
 def flops(
     model: Annotated[str, typer.Argument(help="Checkpoint dir, preset, demo model, or encoder spec (timm:NAME, open_clip:NAME, hf:ID).")],
-    image_size: Annotated[Optional[int], typer.Option(help="Override every encoder's input resolution.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Override every encoder's input resolution.")] = None,
     prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
     generated_tokens: Annotated[int, typer.Option(help="Generated tokens (decode cost per token is reported).")] = 16,
     meta: Annotated[bool, typer.Option("--meta", help="Count on the meta device: no weights, any size.")] = False,
     counter: Annotated[str, typer.Option(help="fvcore (jit trace) or torch (FlopCounterMode).")] = "fvcore",
-    output: Annotated[Optional[Path], typer.Option(help="Run directory: add per-path costs and expected costs under routing.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run directory: add per-path costs and expected costs under routing.")] = None,
     json_out: Json = False,
 ) -> None:
     """Count MACs and FLOPs (= 2 x MACs) per routed path and per component."""
@@ -128,7 +128,7 @@ def latency(
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
     cuda_graphs: Annotated[bool, typer.Option(help="Capture each encoder in a CUDA graph (CUDA only).")] = False,
-    output: Annotated[Optional[Path], typer.Option(help="Run directory to add latency rows to.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run directory to add latency rows to.")] = None,
     json_out: Json = False,
 ) -> None:
     """Measure latency per routed path and per component (CUDA events on GPU, torch.utils.benchmark on CPU)."""
@@ -144,10 +144,10 @@ def latency(
 @user_errors
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `scopebench eval`.")],
-    scores: Annotated[Optional[Path], typer.Option(help="CSV of external scores: model,benchmark,score (native scale).")] = None,
+    scores: Annotated[Path | None, typer.Option(help="CSV of external scores: model,benchmark,score (native scale).")] = None,
     format: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
-    plot: Annotated[Optional[Path], typer.Option(help="Write PNG and SVG plots into this folder.")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Write the report to this file instead of stdout.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write PNG and SVG plots into this folder.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")] = None,
 ) -> None:
     """Compute-versus-accuracy report: Pareto front, savings, routing analysis, plots."""
     from scopebench.reporting.report import run_report
@@ -158,7 +158,7 @@ def report(
 @demo_app.command("suite")
 @user_errors
 def demo_suite(
-    output: Annotated[Optional[Path], typer.Option(help="Task folder to write (default: the shipped tasks/cambrian16_mini).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Task folder to write (default: the shipped tasks/cambrian16_mini).")] = None,
 ) -> None:
     """Regenerate the cambrian16-mini task data (deterministic)."""
     from scopebench.demo.build_suite import build_suite
@@ -169,9 +169,9 @@ def demo_suite(
 @demo_app.command("train")
 @user_errors
 def demo_train(
-    output: Annotated[Optional[Path], typer.Option(help="Checkpoint folder (default: the shipped demo checkpoints).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Override the number of training steps (for quick checks).")] = None,
-    only: Annotated[Optional[str], typer.Option(help="Comma-separated demo model names to train (default: all).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo checkpoints).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the number of training steps (for quick checks).")] = None,
+    only: Annotated[str | None, typer.Option(help="Comma-separated demo model names to train (default: all).")] = None,
 ) -> None:
     """Train the tiny demo checkpoints (Baseline-0, Baseline-1 per encoder, Baseline-all, SCOPE) on CPU."""
     from scopebench.demo.train import train_all

@@ -19,6 +19,7 @@ import torch
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 
+
 def model_fingerprint(ref: str, policy: str | None = None) -> str:
     """A stable id for a model: its reference, policy and a hash of config + weights head."""
     from scopebench.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE

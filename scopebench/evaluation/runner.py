@@ -24,7 +24,13 @@ import pandas as pd
 from scopebench.errors import ScopebenchError
 from scopebench.suites import Benchmark, Suite, load_suite
 from scopebench.tables import (
-    PROB_PREFIX, atomic_write_text, environment, merge_rows, read_manifest, write_manifest, write_table,
+    PROB_PREFIX,
+    atomic_write_text,
+    environment,
+    merge_rows,
+    read_manifest,
+    write_manifest,
+    write_table,
 )
 
 

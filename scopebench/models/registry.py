@@ -81,7 +81,12 @@ def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | 
 
     kind, cfg, folder = resolve(ref)
     if folder is not None and not meta:
-        model = load_checkpoint(folder, device=device)
+        try:
+            model = load_checkpoint(folder, device=device)
+        except ScopebenchError as err:
+            if kind != "demo":
+                raise
+            raise ScopebenchError(f"{err} (shipped demo model: regenerate it with `scopebench demo train`)") from None
     else:
         model = build_model(cfg, meta=meta)
         if not meta:

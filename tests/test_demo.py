@@ -1,0 +1,41 @@
+"""The shipped demo: checkpoints load and answer; the training recipe runs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from scopebench.demo.train import DEMO_MODELS, train_all
+from scopebench.errors import ScopebenchError
+from scopebench.models.registry import demo_models, load_model
+
+
+def test_shipped_demo_models_load_and_answer():
+    assert set(demo_models()) == set(DEMO_MODELS)
+    images = torch.rand(3, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    prompts = ["How many circles are there?\nAnswer the question using a single word or phrase."] * 3
+    for name in DEMO_MODELS:
+        model = load_model(name)
+        out = model.generate(images, prompts)
+        assert len(out.texts) == 3 and all(isinstance(t, str) and t for t in out.texts)
+        assert (out.probs is not None) == (name == "demo-scope")
+
+
+def test_corrupt_demo_checkpoint_names_the_recipe(tmp_path, monkeypatch):
+    from scopebench.models import registry
+
+    copy = tmp_path / "demo-scope"
+    shutil.copytree(demo_models()["demo-scope"], copy)
+    (copy / "model.safetensors").write_bytes(b"not a safetensors file")
+    monkeypatch.setattr(registry, "demo_models", lambda: {"demo-scope": copy})
+    with pytest.raises(ScopebenchError, match="regenerate it with `scopebench demo train`"):
+        load_model("demo-scope")
+
+
+def test_training_recipe_runs_a_few_steps(tmp_path):
+    train_all(output=tmp_path, steps=2, only=["demo-scope"])
+    model = load_model(str(tmp_path / "demo-scope"))
+    assert model.router is not None and model.policy.kind == "router"
+    assert len(model.generate(torch.rand(1, 3, 128, 128), ["What colour is the shape?"]).texts) == 1

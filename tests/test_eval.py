@@ -1,0 +1,149 @@
+"""`scopebench eval` end to end through real lmms-eval tasks on the shipped demo models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from scopebench.cli import app
+from scopebench.evaluation.datasets import task_folder
+from scopebench.suites import load_suite
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+TASKS = "c16mini_gqa,c16mini_docvqa"
+
+
+def _eval(*args: str):
+    return CliRunner().invoke(app, ["eval", *args], env=ENV)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    result = _eval("demo-scope", "demo-baseline-0", "--tasks", TASKS, "--limit", "12", "--output", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_eval_writes_tables_and_json(run_dir):
+    scores = pd.read_parquet(run_dir / "scores.parquet")
+    assert set(scores["model"]) == {"demo-scope", "demo-baseline-0"}
+    assert set(scores["benchmark"]) == {"GQA", "DocVQA"}
+    assert scores["score"].between(0, 100).all() and (scores["n"] == 12).all()
+    routes = pd.read_parquet(run_dir / "routes.parquet")
+    scope = routes[routes["model"] == "demo-scope"]
+    assert len(scope) == 24 and set(scope["encoder"]) <= {"hires", "conv", "clip"}
+    probs = scope[["prob:hires", "prob:conv", "prob:clip"]].to_numpy()
+    assert abs(probs.sum(1) - 1).max() < 1e-5
+    chosen = scope[["prob:hires", "prob:conv", "prob:clip"]].idxmax(axis=1).str.removeprefix("prob:")
+    assert (chosen == scope["encoder"]).all(), "the router's top-1 encoder must be the logged route"
+    assert (routes[routes["model"] == "demo-baseline-0"]["route"] == "shared").all()
+    # per-sample scores average to the benchmark score (accuracy-type metrics)
+    gqa = routes[(routes["model"] == "demo-scope") & (routes["benchmark"] == "GQA")]["sample_score"].mean()
+    assert gqa == pytest.approx(scores.query("model == 'demo-scope' and benchmark == 'GQA'")["score"].item())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["suite"] == "cambrian16-mini" and manifest["versions"]["lmms-eval"] == "0.7.3"
+    assert (run_dir / "parts/demo-scope/c16mini_gqa/lmms_eval_samples.jsonl").exists()
+
+
+def test_json_output_is_clean(run_dir):
+    result = _eval("demo-scope", "--tasks", TASKS, "--limit", "12", "--output", str(run_dir), "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)  # nothing but JSON on stdout (resumed: no task re-run)
+    assert set(data["models"]["demo-scope"]["benchmarks"]) == {"GQA", "DocVQA"}
+
+
+def test_resume_reuses_finished_work(run_dir):
+    part = run_dir / "parts/demo-scope/c16mini_gqa"
+    stamp = (part / "done").read_text()
+    (run_dir / "parts/demo-scope/c16mini_docvqa/done").unlink()  # as if killed after the answers were logged
+    before = pd.read_parquet(run_dir / "scores.parquet")
+    start = time.perf_counter()
+    result = _eval("demo-scope", "--tasks", TASKS, "--limit", "12", "--output", str(run_dir), "--json")
+    assert result.exit_code == 0, result.output
+    assert (part / "done").read_text() == stamp, "a finished (model, task) pair was recomputed"
+    after = pd.read_parquet(run_dir / "scores.parquet")
+    pd.testing.assert_frame_equal(before.sort_values(["model", "benchmark"]).reset_index(drop=True),
+                                  after.sort_values(["model", "benchmark"]).reset_index(drop=True))
+    assert time.perf_counter() - start < 60
+
+
+def test_killed_run_loses_no_finished_task(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "scopebench.cli", "eval", "demo-baseline-0", "--tasks",
+           "c16mini_gqa,c16mini_textvqa,c16mini_docvqa", "--limit", "12", "--output", str(out), "--json"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "parts/demo-baseline-0/c16mini_gqa/done"
+    deadline = time.time() + 240
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    assert not list(out.glob(".*.tmp")), "a half-written table was left behind"
+    assert "GQA" in set(pd.read_parquet(out / "scores.parquet")["benchmark"])
+    result = _eval("demo-baseline-0", "--tasks", "c16mini_gqa,c16mini_textvqa,c16mini_docvqa", "--limit", "12",
+                   "--output", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_parquet(out / "scores.parquet")["benchmark"]) == {"GQA", "TextVQA", "DocVQA"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/no/such/checkpoint"], "unknown model '/no/such/checkpoint'"),
+    (["demo-scop"], "did you mean 'demo-scope'"),
+    (["demo-scope", "--tasks", "c16mini_gqq"], "unknown task 'c16mini_gqq'"),
+    (["demo-scope", "--suite", "cambrian17"], "unknown suite 'cambrian17'"),
+])
+def test_bad_input(args, message):
+    result = _eval(*args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_output_of_another_suite_is_refused(run_dir):
+    result = _eval("demo-scope", "--suite", "scope-ocr", "--tasks", "docvqa_val", "--output", str(run_dir))
+    assert result.exit_code == 2 and "holds a run of suite 'cambrian16-mini'" in result.output
+
+
+def test_bad_suite_file(tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("name: mine\nbenchmarks:\n  - {name: X, task: gqa, category: General, metrik: exact_match}\n")
+    result = _eval("demo-scope", "--suite", str(bad))
+    assert result.exit_code == 2 and "missing field 'metric'" in result.output
+
+
+def test_missing_dataset_offline_fails_fast():
+    start = time.perf_counter()
+    result = _eval("demo-scope", "--suite", "cambrian16", "--tasks", "gqa")
+    assert result.exit_code == 2
+    assert "task 'gqa': dataset 'lmms-lab" in result.output and "HF_HUB_OFFLINE" in result.output
+    assert time.perf_counter() - start < 30
+
+
+@pytest.mark.parametrize("suite", ["cambrian16", "scope-ocr", "cambrian16-mini"])
+def test_every_suite_task_resolves(suite):
+    for bench in load_suite(suite).benchmarks:
+        if suite != "cambrian16-mini":
+            assert (task_folder(bench.task) / "utils.py").exists() or task_folder(bench.task).is_dir()
+        if bench.judge_task:
+            task_folder(bench.judge_task)
+
+
+def test_lmms_eval_cli_runs_a_demo_checkpoint(tmp_path):
+    from scopebench.paths import tasks_dir
+
+    cmd = [str(Path(sys.executable).parent / "lmms-eval"), "eval", "--model", "scope", "--model_args",
+           "pretrained=demo-baseline-0", "--batch_size", "8", "--tasks", "c16mini_gqa", "--include_path",
+           str(tasks_dir() / "cambrian16_mini"), "--limit", "6", "--output_path", str(tmp_path)]
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "c16mini_gqa" in out.stdout and "exact_match" in out.stdout
