@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class ScopeLMM(lmms):
         self.trace_path = Path(trace_dir) / f"trace.rank{self.rank}.jsonl" if trace_dir else None
         self.done = self._read_trace()
         self.on_batch: Callable[[int, int], None] | None = None  # (done in batch, total requests)
+        self.model_seconds = 0.0  # time spent inside the model (the rest is lmms-eval and data handling)
 
     def __str__(self) -> str:  # lmms-eval keys its response cache on str(model)
         return self.fingerprint
@@ -157,7 +159,9 @@ class ScopeLMM(lmms):
                     [self._visual(requests[i].args[2], requests[i].args[4], requests[i].args[5], requests[i].args[3])
                      for i, _ in todo], self.canvas,
                 ).to(self._device, next(self.model.parameters()).dtype)
+                start = time.perf_counter()
                 gen = self.model.generate(images, [requests[i].args[0] for i, _ in todo], max_new_tokens=int(max_new))
+                self.model_seconds += time.perf_counter() - start
                 for j, (i, key) in enumerate(todo):
                     text = gen.texts[j]
                     for stop in until:
@@ -190,9 +194,11 @@ class ScopeLMM(lmms):
                     [self._visual(requests[i].args[2], requests[i].args[4], requests[i].args[5], requests[i].args[3])
                      for i, _, _ in todo], self.canvas,
                 ).to(self._device, next(self.model.parameters()).dtype)
+                start = time.perf_counter()
                 scored, routes, probs = self.model.loglikelihood(
                     images, [requests[i].args[0] for i, _, _ in todo], [c for _, _, c in todo]
                 )
+                self.model_seconds += time.perf_counter() - start
                 for j, (i, key, _) in enumerate(todo):
                     results[i] = scored[j]
                     rec = self._route_record(key, requests[i].args[4], requests[i].args[3], routes[j],
