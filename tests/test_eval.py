@@ -147,3 +147,24 @@ def test_lmms_eval_cli_runs_a_demo_checkpoint(tmp_path):
     out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "c16mini_gqa" in out.stdout and "exact_match" in out.stdout
+
+
+def test_two_process_run_matches_one_process(run_dir, tmp_path):
+    """`accelerate launch` with 2 CPU processes: each answers half, the scores and routes are identical."""
+    out = tmp_path / "dist"
+    launcher = str(Path(sys.executable).parent / "accelerate")
+    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "scopebench.cli", "eval", "demo-scope", "--tasks", TASKS, "--limit", "12",
+           "--output", str(out), "--json"]
+    proc = subprocess.run(cmd, env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    traces = sorted(p.name for p in (out / "parts/demo-scope/c16mini_gqa").glob("trace.rank*.jsonl"))
+    assert traces == ["trace.rank0.jsonl", "trace.rank1.jsonl"]
+    key = ["benchmark", "doc_id"]
+    single = pd.read_parquet(run_dir / "routes.parquet").query("model == 'demo-scope'").sort_values(key)
+    double = pd.read_parquet(out / "routes.parquet").sort_values(key)
+    assert list(single["route"]) == list(double["route"])
+    assert list(single["sample_score"]) == list(double["sample_score"])
+    s1 = pd.read_parquet(run_dir / "scores.parquet").query("model == 'demo-scope'").set_index("benchmark")["score"]
+    s2 = pd.read_parquet(out / "scores.parquet").set_index("benchmark")["score"]
+    assert s1.sort_index().tolist() == s2.sort_index().tolist()

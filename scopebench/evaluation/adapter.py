@@ -63,13 +63,10 @@ class ScopeLMM(lmms):
         from scopebench.models.registry import load_model
 
         world = int(os.environ.get("WORLD_SIZE", 1))
-        if world > 1:
-            from accelerate import Accelerator
-
-            self.accelerator = Accelerator()
-            self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+        if world > 1:  # launched by `accelerate launch` / torchrun: one shard of the requests per process
+            self._rank, self._world_size = int(os.environ.get("RANK", 0)), world
             if device == "cuda":
-                device = f"cuda:{self.accelerator.local_process_index}"
+                device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         self._device = torch.device(device)
         self.ref = pretrained
         self.model = load_model(pretrained, device=device, policy=policy)

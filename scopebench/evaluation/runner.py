@@ -248,6 +248,9 @@ def _evaluate(todo, names, task_of, configs, manager, out, suite, limit, batch_s
                     model=lm, tasks=[copy.deepcopy(configs[bench.name])], task_manager=manager, limit=limit, batch_size=batch_size,
                     log_samples=True, bootstrap_iters=0, use_cache=str(out / "cache" / model), verbosity="ERROR",
                     process_docs_parallel=1, cli_args=args,
+                    # accelerate's gather of lmms-eval's 0-d request counts fails across CPU processes; the
+                    # torchrun backend uses plain torch.distributed collectives (gloo on CPU)
+                    distributed_executor_backend="torchrun" if device == "cpu" else "accelerate",
                 )
         except ScopebenchError:
             raise
