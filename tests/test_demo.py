@@ -39,3 +39,16 @@ def test_training_recipe_runs_a_few_steps(tmp_path):
     model = load_model(str(tmp_path / "demo-scope"))
     assert model.router is not None and model.policy.kind == "router"
     assert len(model.generate(torch.rand(1, 3, 128, 128), ["What colour is the shape?"]).texts) == 1
+
+
+def test_training_recipe_is_deterministic(tmp_path):
+    from safetensors.torch import load_file
+
+    for run in ("a", "b"):
+        train_all(output=tmp_path / run, steps=2, only=["demo-baseline-0"])
+    first, second = (tmp_path / run / "demo-baseline-0" for run in "ab")
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "same seeds must give bit-identical weights"
+    for name in ("scopebench.json", "tokenizer.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()

@@ -11,13 +11,12 @@ WORD = re.compile(r"\w+|[^\w\s]+")
 
 def build_word_tokenizer(corpus: Iterable[str]):
     """A transformers fast tokenizer whose vocabulary is every word/punctuation run in ``corpus``."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted({w for text in corpus for w in WORD.findall(text.lower())})
+    words = sorted({w for text in corpus for w in WORD.findall(text)})  # case-sensitive: "D" and "d" differ
     vocab = {tok: i for i, tok in enumerate(SPECIALS + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD.pattern), behavior="isolated")])
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     return PreTrainedTokenizerFast(
