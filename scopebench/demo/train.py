@@ -152,7 +152,6 @@ def train_all(output: Path | None = None, steps: int | None = None, only: list[s
         raise ScopebenchError(f"--only: unknown demo model '{unknown[0]}'; choose from {', '.join(DEMO_MODELS)}")
     out = Path(output or demo_checkpoints_dir())
     torch.manual_seed(SEED)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     tokenizer = build_word_tokenizer(vocabulary_corpus())
     seeds = TRAIN_SEEDS_PER_TASK if steps is None else 4
