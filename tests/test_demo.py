@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -21,6 +22,15 @@ def test_shipped_demo_models_load_and_answer():
         out = model.generate(images, prompts)
         assert len(out.texts) == 3 and all(isinstance(t, str) and t for t in out.texts)
         assert (out.probs is not None) == (name == "demo-scope")
+
+
+def test_loading_an_open_clip_checkpoint_does_not_claim_random_weights(caplog):
+    """open_clip logs "Model initialized randomly" for every build without a pretrained tag; the
+    checkpoint's weights are loaded right after, so scopebench drops that misleading line."""
+    with caplog.at_level(logging.WARNING):
+        model = load_model("demo-baseline-1-clip")
+    assert "clip" in model.routed
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
 
 
 def test_corrupt_demo_checkpoint_names_the_recipe(tmp_path, monkeypatch):

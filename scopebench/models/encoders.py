@@ -13,6 +13,7 @@ name plus overrides; pretrained weights load from a local safetensors file or fo
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,14 @@ def _is_vit(model: nn.Module) -> bool:
     return hasattr(model, "blocks") and hasattr(model, "patch_embed")
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """open_clip warns "Model initialized randomly" whenever no pretrained tag is given, but scopebench loads
+    a checkpoint's weights right after (or builds weight-free on purpose): the warning would only mislead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
 class OpenClipEncoder(VisionEncoder):
     """open_clip image tower: ViT patch tokens (via forward_intermediates) or the timm trunk's feature map."""
 
@@ -207,10 +216,15 @@ class OpenClipEncoder(VisionEncoder):
             k: {**base.get(k, {}), **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
             for k, v in cfg.overrides.items()
         }
-        model = open_clip.create_model(
-            cfg.name, pretrained=pretrained, device=device, **overrides,
-            **({"force_image_size": cfg.image_size} if cfg.image_size else {}),
-        )
+        quiet = _DropRandomInitWarning()
+        logging.getLogger().addFilter(quiet)
+        try:
+            model = open_clip.create_model(
+                cfg.name, pretrained=pretrained, device=device, **overrides,
+                **({"force_image_size": cfg.image_size} if cfg.image_size else {}),
+            )
+        finally:
+            logging.getLogger().removeFilter(quiet)
         visual = model.visual
         del model
         pre = getattr(visual, "preprocess_cfg", {}) or {}
