@@ -21,12 +21,12 @@ def full_demo_eval() -> None:
 
     from scopebench.evaluation import adapter, runner
 
-    seconds = []
+    adapters = []
     original = adapter.ScopeLMM.__init__
 
     def tracked(self, *a, **k):
         original(self, *a, **k)
-        seconds.append(self)
+        adapters.append(self)
 
     adapter.ScopeLMM.__init__ = tracked
     with tempfile.TemporaryDirectory() as tmp:
@@ -34,15 +34,13 @@ def full_demo_eval() -> None:
         runner.run_eval([], "cambrian16-mini", None, None, 16, "cpu", Path(tmp) / "run", False, json_out=True)
         wall = time.perf_counter() - start
         n = int(pd.read_parquet(Path(tmp) / "run" / "scores.parquet")["n"].sum())
-    inside = sum(lm.model_seconds for lm in seconds)
+    inside = sum(lm.model_seconds for lm in adapters)
     print(f"demo eval: {wall:.1f} s wall, {n} samples, {n / wall:.1f} samples/s, "
           f"{100 * (1 - inside / wall):.0f}% of wall time outside the model ({inside:.1f} s in the model)")
 
 
 def grouped_vs_per_sample(n: int = 96, batch: int = 16) -> None:
     """Throughput of route-grouped batches vs batch size 1, on demo-scope generating answers."""
-    import torch
-
     from scopebench.demo.world import TASKS, TRAIN_SEED_START, training_examples
     from scopebench.evaluation.adapter import images_to_tensor
     from scopebench.models.registry import load_model
@@ -52,7 +50,6 @@ def grouped_vs_per_sample(n: int = 96, batch: int = 16) -> None:
     n = len(examples)
     images = images_to_tensor([ex["image"] for ex in examples], 128)
     prompts = [ex["prompt"] for ex in examples]
-    torch.set_num_threads(torch.get_num_threads())
     rates = {}
     for size in (batch, 1):
         start = time.perf_counter()

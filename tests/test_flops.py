@@ -121,7 +121,7 @@ def test_llm_counts_on_meta_and_decode_total(llm):
         meta = AutoModelForCausalLM.from_config(llm.config).eval()
     part = prefill_part(meta, 33, 1)
     assert count(part.module, part.inputs, "torch", "prefill").macs == pytest.approx(prefill_closed_form(33), rel=0.01)
-    step, total = _decode(Tally("torch", "llm"), meta, 33, generated=5, batch=1)
+    step, total = _decode(Tally("torch", "llm"), meta, 33, generated=5)
     assert step.macs == pytest.approx(decode_closed_form(33), rel=0.01)
     # tokens 2..5 come from 4 steps at contexts 33, 34, 35, 36
     assert total == pytest.approx(sum(decode_closed_form(33 + k) for k in range(4)), rel=0.01)
@@ -317,8 +317,8 @@ def test_uncountable_call_is_one_clear_error():
 
 def test_decode_is_counted_once_per_context(llm):
     tally = Tally("torch", "llm")
-    _decode(tally, llm, 12, generated=3, batch=1)
-    _decode(tally, llm, 12, generated=3, batch=1)
+    _decode(tally, llm, 12, generated=3)
+    _decode(tally, llm, 12, generated=3)
     assert set(tally.cache) == {(DECODE, 12), (DECODE, 13)}
 
 

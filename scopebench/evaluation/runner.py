@@ -104,10 +104,9 @@ def sample_score(value: Any) -> float:
 def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite, traces: list[dict]):
     """lmms-eval results + adapter traces -> (scores row, routes rows)."""
     metrics = results.get("results", {}).get(task, {})
-    keys = [k for k in metrics if k.split(",")[0] == bench.metric and "," in k]
-    key = f"{bench.metric},none" if f"{bench.metric},none" in keys else (keys[0] if keys else None)
-    raw = None if key is None else metrics[key]
-    raw = 0.0 if key is not None and raw is None else _scalar(raw)  # e.g. MathVista reports None for 0 right
+    keys = [k for k in metrics if "," in k and k.split(",")[0] == bench.metric]
+    key = f"{bench.metric},none" if f"{bench.metric},none" in keys else next(iter(keys), None)
+    raw = None if key is None else _scalar(metrics[key] if metrics[key] is not None else 0.0)  # MathVista: None = 0 right
     if raw is None:
         keys = sorted(k.split(",")[0] for k in metrics if "," in k and "stderr" not in k)
         raise ScopebenchError(

@@ -55,13 +55,13 @@ def _entry(c: Count, params: int) -> dict:
     return {"macs": c.macs, "flops": c.flops, "params": params, "counter": c.counter}
 
 
-def _decode(tally: Tally, llm, context: int, generated: int, batch: int) -> tuple[Count, int]:
+def _decode(tally: Tally, llm, context: int, generated: int) -> tuple[Count, int]:
     """One step at ``context`` and the exact total of ``generated - 1`` steps (cost is linear in context)."""
-    first = tally((DECODE, context), lambda: decode_part(llm, context, batch))
+    first = tally((DECODE, context), lambda: decode_part(llm, context, 1))
     steps = max(generated - 1, 0)
     total = steps * first.macs
     if steps >= 2:
-        second = tally((DECODE, context + 1), lambda: decode_part(llm, context + 1, batch))
+        second = tally((DECODE, context + 1), lambda: decode_part(llm, context + 1, 1))
         total += (second.macs - first.macs) * steps * (steps - 1) // 2
     return first, total
 
@@ -75,7 +75,7 @@ def count_paths(plans: list[PathPlan], tally: Tally, llm=None, generated_tokens:
         entry = {"path": plan.name, "route": list(plan.route), "reference": plan.reference,
                  "visual_tokens": plan.visual_tokens, "llm_tokens": plan.llm_tokens, "components": comps}
         if llm is not None:
-            step, total = _decode(tally, llm, plan.llm_tokens, generated_tokens, batch=1)
+            step, total = _decode(tally, llm, plan.llm_tokens, generated_tokens)
             comps[DECODE] = {"macs": total, "flops": 2 * total, "params": count_params([llm]), "counter": step.counter}
             entry["decode_per_token"] = {"macs": step.macs, "flops": step.flops, "context": plan.llm_tokens}
         macs = sum(c["macs"] for c in comps.values())
