@@ -62,3 +62,20 @@ def test_training_recipe_is_deterministic(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), "same seeds must give bit-identical weights"
     for name in ("scopebench.json", "tokenizer.json"):
         assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_position_embeddings_are_redrawn_for_every_vit():
+    """The recipe re-draws the position embeddings of all three ViT sources (timm, transformers, open_clip)
+    at std 0.5; a library renaming its parameter would silently leave that encoder position-blind."""
+    from scopebench.config import config_from_dict
+    from scopebench.demo.train import POSITION_STD, demo_config, init_position_embeddings
+    from scopebench.demo.world import vocabulary_corpus
+    from scopebench.models.build import build_model
+    from scopebench.models.tokenizer import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(vocabulary_corpus())
+    model = build_model(config_from_dict(demo_config("x", "random", len(tokenizer)), "demo"), tokenizer)
+    names = init_position_embeddings(model)
+    assert sorted(n.split(".")[0] + "." + n.split(".")[1] for n in names) == ["routed.clip", "routed.hires", "shared.model"]
+    params = dict(model.named_parameters())
+    assert all(abs(params[n].std().item() - POSITION_STD) < 0.05 for n in names)

@@ -16,6 +16,11 @@ costliest path), a convolutional net (timm ConvNeXt, 96 px) and a mid-resolution
 96 px) as routed encoders. Every ViT patch spans 16 px or less of the 128 px scene: with coarser
 patches these from-scratch models never learned to use the image at all (loss unchanged when
 images were shuffled across the batch), and small objects carry most questions here.
+
+The ViTs' position embeddings are re-drawn at a larger scale before training (see
+:func:`init_position_embeddings`): at the libraries' default scale these from-scratch models never
+learned where anything is (a single shape's quadrant stayed at chance after 300 steps; at std 0.5 it
+is answered 100% right after the same 300 steps).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ DEMO_MODELS = {
     "demo-scope": "router",
 }
 JOINT_STEPS, VARIANT_STEPS, BATCH = 900, 200, 32
+POSITION_STD = 0.5
+POSITION_PARAMS = ("pos_embed", "positional_embedding", "position_embedding.weight")
 
 
 def demo_config(name: str, policy: str, vocab: int) -> dict:
@@ -126,6 +133,22 @@ def train(model, data: dict[str, torch.Tensor], steps: int, lr: float, seed: int
     model.eval()
 
 
+def init_position_embeddings(model, std: float = POSITION_STD) -> list[str]:
+    """Re-draw every vision encoder's position embedding from N(0, std); returns the parameter names.
+
+    timm and transformers ViTs start them at std 0.02 and open_clip at width^-0.5, far below the
+    scale of the patch embeddings they are added to: a pretrained ViT has learned large ones, but a
+    from-scratch tiny ViT keeps its tokens nearly position-blind for longer than the recipe trains.
+    """
+    names = []
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if not name.startswith("llm.") and name.endswith(POSITION_PARAMS):
+                param.normal_(0.0, std)
+                names.append(name)
+    return names
+
+
 def _lengths(labels: torch.Tensor) -> torch.Tensor:
     """Real length of each right-padded sequence = last labelled position + 1."""
     pos = torch.arange(labels.shape[1]).expand_as(labels)
@@ -160,6 +183,7 @@ def train_all(output: Path | None = None, steps: int | None = None, only: list[s
     joint_steps = JOINT_STEPS if steps is None else steps
     variant_steps = VARIANT_STEPS if steps is None else steps
     joint = build_model(config_from_dict(demo_config("demo-joint", "random", len(tokenizer)), "demo"), tokenizer)
+    init_position_embeddings(joint)
     print(f"joint stage: {sum(p.numel() for p in joint.parameters()) / 1e6:.2f}M parameters, {joint_steps} steps")
     train(joint, data, joint_steps, lr=2e-3, seed=SEED)
     for i, (name, policy) in enumerate(DEMO_MODELS.items()):
