@@ -42,7 +42,7 @@ DEMO_MODELS = {
     "demo-baseline-all": "all",
     "demo-scope": "router",
 }
-JOINT_STEPS, VARIANT_STEPS, BATCH = 900, 200, 32
+JOINT_STEPS, VARIANT_STEPS, BATCH = 800, 160, 32
 POSITION_STD = 0.5
 POSITION_PARAMS = ("pos_embed", "positional_embedding", "position_embedding.weight")
 
