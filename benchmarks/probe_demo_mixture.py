@@ -1,0 +1,167 @@
+"""Does the demo architecture use the image on the 16-task mixture, and what makes it?
+
+Trains Baseline-0's architecture (shared encoder + the demo LLM, the recipe's ``train`` loop and
+position-embedding init) on the recipe's training data for all sixteen mini tasks, optionally after
+or alongside the interventions that ``probe_demo_skill.py`` found to help one skill:
+
+* ``--warmup N``: N steps of easy perception first (lone-shape colour, shape, location, count and
+  size facts asked openly), as a VLM's first stage aligns the vision pathway before instruction data;
+* ``--open-copies``: every lettered training fact is also asked openly (answer: the option's text);
+* ``--text-stage``: the LLM alone first learns the option lookup from text (answer stated in the
+  prompt: 1500 steps of generic lookups over the world's words, 500 on the real task layouts);
+* ``--shared resnet``: a tiny timm ResNet instead of the 64 px ViT as the (only) encoder.
+
+Prints, per task, the held-out answer loss with the right images and with images rolled across
+the batch (their difference = how much the model uses the image), then saves a checkpoint that
+``scopebench eval DIR`` scores on cambrian16-mini:
+
+    python benchmarks/probe_demo_mixture.py --output /tmp/probe-warm --warmup 500 --lr 1e-3
+    scopebench eval /tmp/probe-warm --output /tmp/probe-warm-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import time
+from pathlib import Path
+
+import torch
+from probe_demo_skill import pretrain_text, tensors
+
+from scopebench.config import config_from_dict
+from scopebench.demo import train as recipe
+from scopebench.demo.synth.core import Rng
+from scopebench.demo.synth.shapes import shape_fact
+from scopebench.demo.world import TASKS, TRAIN_SEED_START, WORD_PATTERN, training_examples, vocabulary_corpus
+from scopebench.models.build import build_model
+from scopebench.models.checkpoint import save_checkpoint
+from scopebench.models.tokenizer import build_word_tokenizer
+
+OPTION = re.compile(r"^(\(?)([A-Z])([.)])\s+(.*)$")
+OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
+LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+NOT_QUESTION = ("Answer with", "Please answer", "Note:")
+WARMUP_KINDS = ("color", "shape", "location", "count", "size")
+RESNET = {"spec": "timm:resnet18", "image_size": 128, "feature_layer": "penultimate",
+          "overrides": {"layers": [1, 1, 1, 1], "channels": [16, 32, 64, 96], "stem_width": 16}}
+
+
+def options(prompt: str, answer: str) -> tuple[list[str], list[int], list[re.Match], str] | None:
+    """A lettered prompt's lines, option line numbers, option matches and right option text (None: not lettered)."""
+    lines = prompt.split("\n")
+    at = [i for i, line in enumerate(lines) if OPTION.match(line)]
+    found = [OPTION.match(lines[i]) for i in at]
+    letters = [m.group(2) for m in found]
+    if answer not in letters:
+        return None
+    return lines, at, found, found[letters.index(answer)].group(4)
+
+
+def open_copy(prompt: str, answer: str) -> tuple[str, str] | None:
+    """The lettered fact asked openly: its question without options and instructions; answer: the option text."""
+    parsed = options(prompt, answer)
+    if parsed is None:
+        return None
+    lines, at, _, right = parsed
+    kept = [line for i, line in enumerate(lines) if i not in at and line.strip() and not line.startswith(NOT_QUESTION)]
+    question = " ".join(kept).replace(" Select from the following choices.", "").replace(" There are several options:", "")
+    return f"{question}\n{OPEN_INSTRUCTION}", right
+
+
+def stated(prompt: str, answer: str, rng: random.Random) -> tuple[str, str] | None:
+    """A text-only lookup: the lettered prompt, options re-shuffled, with the right option's text stated first."""
+    parsed = options(prompt, answer)
+    if parsed is None:
+        return None
+    lines, at, found, right = parsed
+    texts = [m.group(4) for m in found]
+    rng.shuffle(texts)
+    for i, m, text in zip(at, found, texts, strict=True):
+        lines[i] = f"{m.group(1)}{m.group(2)}{m.group(3)} {text}"
+    return f"It is {right}.\n" + "\n".join(lines), found[texts.index(right)].group(2)
+
+
+def generic_lookup(rng: random.Random, words: list[str]) -> tuple[str, str]:
+    """A lookup over random words: 2-5 options of 1-2 words, MMBench or CV-Bench layout."""
+    k, n, picked = rng.randint(2, 5), rng.randint(1, 2), set()
+    while len(picked) < k:
+        picked.add(" ".join(rng.choice(words) for _ in range(n)))
+    opts, right, paren = sorted(picked), rng.randrange(k), rng.random() < 0.3
+    rng.shuffle(opts)
+    lines = [f"({'ABCDE'[i]}) {o}" if paren else f"{'ABCDE'[i]}. {o}" for i, o in enumerate(opts)]
+    return f"It is {opts[right]}.\n" + "\n".join(lines) + f"\n{LETTER_INSTRUCTION}", "ABCDE"[right]
+
+
+def image_use(model, tok) -> list[tuple[str, float, float]]:
+    """Per task: held-out answer loss with the right images and with images rolled across the batch."""
+    rows = []
+    model.eval()
+    for task in TASKS:
+        exs = training_examples(task, range(TRAIN_SEED_START + 7000, TRAIN_SEED_START + 7040))[:48]
+        d = tensors([(e["prompt"], e["answer"]) for e in exs], tok, [e["image"] for e in exs])
+        images, mask = d["images"].float() / 255.0, (d["ids"] != tok.pad_token_id).long()
+        with torch.no_grad():
+            right = model(images, d["ids"], mask, labels=d["labels"]).loss.item()
+            rolled = model(images.roll(1, 0), d["ids"], mask, labels=d["labels"]).loss.item()
+        rows.append((task.removeprefix("c16mini_"), right, rolled))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--output", type=Path, required=True, help="checkpoint folder to write")
+    ap.add_argument("--steps", type=int, default=960, help="mixture steps (the recipe: 800 joint + 160 variant)")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=recipe.SEED, help="seed of the initial weights")
+    ap.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="easy perception steps first (lr 1e-3)")
+    ap.add_argument("--open-copies", action="store_true", help="also ask every lettered training fact openly")
+    ap.add_argument("--text-stage", action="store_true", help="first train the LLM alone on the option lookup")
+    ap.add_argument("--shared", choices=("vit", "resnet"), default="vit")
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    corpus = vocabulary_corpus()
+    tok = build_word_tokenizer([*corpus, "It is"])
+    exs = [ex for task in TASKS
+           for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + recipe.TRAIN_SEEDS_PER_TASK))]
+    pairs, images = [(ex["prompt"], ex["answer"]) for ex in exs], [ex["image"] for ex in exs]
+    if args.open_copies:
+        for ex in exs:
+            if (copy := open_copy(ex["prompt"], ex["answer"])) is not None:
+                pairs.append(copy)
+                images.append(ex["image"])
+    data = tensors(pairs, tok, images)
+    print(f"data: {len(pairs)} examples ({time.perf_counter() - start:.0f}s)")
+    cfg = recipe.demo_config(args.output.name, "shared_only", len(tok)) | {"seed": args.seed}
+    if args.shared == "resnet":
+        cfg["shared"] = RESNET
+    model = build_model(config_from_dict(cfg, "demo"), tok)
+    recipe.init_position_embeddings(model)
+    if args.text_stage:
+        rng = random.Random(args.seed)
+        words = sorted({w for w in WORD_PATTERN.findall(corpus[0]) if w.isalpha() and len(w) > 1})
+        generic = tensors([generic_lookup(rng, words) for _ in range(40000)], tok)
+        real = tensors([s for ex in exs if (s := stated(ex["prompt"], ex["answer"], rng)) is not None], tok)
+        losses = [pretrain_text(model.llm, generic, 1500, 1e-3, tok.pad_token_id),
+                  pretrain_text(model.llm, real, 500, 1e-3, tok.pad_token_id)]
+        print(f"text stage: last loss {losses[0]:.3f} (generic), {losses[1]:.3f} (task layouts)")
+    if args.warmup:
+        facts = [shape_fact(Rng(7, i), WARMUP_KINDS[i % len(WARMUP_KINDS)]) for i in range(6000)]
+        warm = tensors([(f"{f.question}\n{OPEN_INSTRUCTION}", f.answer) for f in facts], tok, [f.image for f in facts])
+        recipe.train(model, warm, args.warmup, lr=1e-3, seed=args.seed + 5, log=lambda s: None)
+        print(f"warm-up: {args.warmup} steps ({time.perf_counter() - start:.0f}s)")
+    recipe.train(model, data, args.steps, lr=args.lr, seed=args.seed, log=lambda s: None)
+    save_checkpoint(model, args.output)
+    rows = image_use(model, tok)
+    print(f"{'task':14s} {'right':>7s} {'rolled':>7s} {'gain':>7s}")
+    for task, right, rolled in rows:
+        print(f"{task:14s} {right:7.3f} {rolled:7.3f} {rolled - right:+7.3f}")
+    used = [task for task, right, rolled in rows if rolled - right >= 0.03]
+    print(f"image used (gain >= 0.03) on {len(used)}/16: {', '.join(used) or 'none'}; "
+          f"saved {args.output} ({time.perf_counter() - start:.0f}s); next: scopebench eval {args.output}")
+
+
+if __name__ == "__main__":
+    main()
