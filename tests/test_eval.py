@@ -62,6 +62,16 @@ def test_json_output_is_clean(run_dir):
     assert set(data["models"]["demo-scope"]["benchmarks"]) == {"GQA", "DocVQA"}
 
 
+def test_lmms_eval_output_goes_to_the_task_log(tmp_path):
+    """lmms-eval's prints (MMMU's per-subject dict), tqdm bars and warnings stay out of the terminal."""
+    result = _eval("demo-baseline-0", "--tasks", "c16mini_mmmu", "--limit", "6", "--output", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "MMMU" in result.output and "Overall" in result.output  # the score table
+    assert "Overall-Science" not in result.output and "Postprocessing" not in result.output, result.output
+    log = (tmp_path / "parts/demo-baseline-0/c16mini_mmmu/lmms_eval.rank0.log").read_text()
+    assert "Overall-Science" in log and "Postprocessing" in log
+
+
 def test_resume_reuses_finished_work(run_dir):
     part = run_dir / "parts/demo-scope/c16mini_gqa"
     stamp = (part / "done").read_text()

@@ -33,6 +33,8 @@ from scopebench.tables import (
     write_table,
 )
 
+LMMS_EVAL_LOG = "lmms_eval.rank{rank}.log"  # per (model, task) part: what lmms-eval printed
+
 
 def default_models() -> list[str]:
     from scopebench.models.registry import demo_models
@@ -241,8 +243,11 @@ def _evaluate(todo, names, task_of, configs, manager, out, suite, limit, batch_s
         lm.on_batch = lambda k, total, job=job: progress.update(job, total=total, advance=k)
         _reset_task_state()
         args = argparse.Namespace(output_path=str(part), process_with_media=False)
+        part.mkdir(parents=True, exist_ok=True)
+        log = part / LMMS_EVAL_LOG.format(rank=lm.rank)
         try:
-            with contextlib.redirect_stdout(sys.stderr):  # task aggregations print; stdout stays clean for --json
+            # lmms-eval's prints, tqdm bars and warnings go to the task's log, not the terminal (or --json's stdout)
+            with open(log, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 results = simple_evaluate(
                     model=lm, tasks=[copy.deepcopy(configs[bench.name])], task_manager=manager, limit=limit, batch_size=batch_size,
                     log_samples=True, bootstrap_iters=0, use_cache=str(out / "cache" / model), verbosity="ERROR",
@@ -258,7 +263,7 @@ def _evaluate(todo, names, task_of, configs, manager, out, suite, limit, batch_s
                 raise
             raise ScopebenchError(
                 f"task '{task}' failed for model '{model}': {type(err).__name__}: {str(err).splitlines()[0][:300]}"
-                f"; finished tasks are kept in {out}"
+                f"; lmms-eval's output is in {log}; finished tasks are kept in {out}"
             ) from None
         progress.update(job, completed=progress.tasks[-1].total or 0)
         if int(os.environ.get("RANK", 0)) != 0 or results is None:
@@ -283,5 +288,6 @@ def _progress(disabled: bool):
 
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), disable=disabled, transient=False,
+        # bound to the real stderr: lmms-eval's output is redirected to a log while the bars refresh
+        console=Console(file=sys.stderr), disable=disabled, transient=False,
     )
