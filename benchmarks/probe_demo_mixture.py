@@ -7,6 +7,7 @@ or alongside the interventions that ``probe_demo_skill.py`` found to help one sk
 * ``--warmup N``: N steps of easy perception first (lone-shape colour, shape, location, count and
   size facts asked openly), as a VLM's first stage aligns the vision pathway before instruction data;
 * ``--open-copies``: every lettered training fact is also asked openly (answer: the option's text);
+  ``--open-only``: asked only openly, also when measuring (does the image pathway learn the content?);
 * ``--text-stage``: the LLM alone first learns the option lookup from text (answer stated in the
   prompt: 1500 steps of generic lookups over the world's words, 500 on the real task layouts);
 * ``--shared resnet``: a tiny timm ResNet instead of the 64 px ViT as the (only) encoder.
@@ -94,13 +95,19 @@ def generic_lookup(rng: random.Random, words: list[str]) -> tuple[str, str]:
     return f"It is {opts[right]}.\n" + "\n".join(lines) + f"\n{LETTER_INSTRUCTION}", "ABCDE"[right]
 
 
-def image_use(model, tok) -> list[tuple[str, float, float]]:
+def as_asked(ex: dict, open_only: bool) -> tuple[str, str]:
+    """(prompt, answer) of a training example, a lettered one turned into its open question if ``open_only``."""
+    pair = (ex["prompt"], ex["answer"])
+    return (open_copy(*pair) or pair) if open_only else pair
+
+
+def image_use(model, tok, open_only: bool) -> list[tuple[str, float, float]]:
     """Per task: held-out answer loss with the right images and with images rolled across the batch."""
     rows = []
     model.eval()
     for task in TASKS:
         exs = training_examples(task, range(TRAIN_SEED_START + 7000, TRAIN_SEED_START + 7040))[:48]
-        d = tensors([(e["prompt"], e["answer"]) for e in exs], tok, [e["image"] for e in exs])
+        d = tensors([as_asked(e, open_only) for e in exs], tok, [e["image"] for e in exs])
         images, mask = d["images"].float() / 255.0, (d["ids"] != tok.pad_token_id).long()
         with torch.no_grad():
             right = model(images, d["ids"], mask, labels=d["labels"]).loss.item()
@@ -117,6 +124,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=recipe.SEED, help="seed of the initial weights")
     ap.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="easy perception steps first (lr 1e-3)")
     ap.add_argument("--open-copies", action="store_true", help="also ask every lettered training fact openly")
+    ap.add_argument("--open-only", action="store_true", help="ask every lettered fact only openly (training and measuring)")
     ap.add_argument("--text-stage", action="store_true", help="first train the LLM alone on the option lookup")
     ap.add_argument("--shared", choices=("vit", "resnet"), default="vit")
     args = ap.parse_args()
@@ -126,7 +134,7 @@ def main() -> None:
     tok = build_word_tokenizer([*corpus, "It is"])
     exs = [ex for task in TASKS
            for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + recipe.TRAIN_SEEDS_PER_TASK))]
-    pairs, images = [(ex["prompt"], ex["answer"]) for ex in exs], [ex["image"] for ex in exs]
+    pairs, images = [as_asked(ex, args.open_only) for ex in exs], [ex["image"] for ex in exs]
     if args.open_copies:
         for ex in exs:
             if (copy := open_copy(ex["prompt"], ex["answer"])) is not None:
@@ -154,7 +162,7 @@ def main() -> None:
         print(f"warm-up: {args.warmup} steps ({time.perf_counter() - start:.0f}s)")
     recipe.train(model, data, args.steps, lr=args.lr, seed=args.seed, log=lambda s: None)
     save_checkpoint(model, args.output)
-    rows = image_use(model, tok)
+    rows = image_use(model, tok, args.open_only)
     print(f"{'task':14s} {'right':>7s} {'rolled':>7s} {'gain':>7s}")
     for task, right, rolled in rows:
         print(f"{task:14s} {right:7.3f} {rolled:7.3f} {rolled - right:+7.3f}")
