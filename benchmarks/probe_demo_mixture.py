@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from probe_demo_skill import pretrain_text, tensors
+from probe_demo_skill import INSTRUCTION, pretrain_text, tensors
 
 from scopebench.config import config_from_dict
 from scopebench.demo import train as recipe
@@ -42,7 +42,6 @@ from scopebench.models.tokenizer import build_word_tokenizer
 
 OPTION = re.compile(r"^(\(?)([A-Z])([.)])\s+(.*)$")
 OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
-LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 NOT_QUESTION = ("Answer with", "Please answer", "Note:")
 WARMUP_KINDS = ("color", "shape", "location", "count", "size")
 RESNET = {"spec": "timm:resnet18", "image_size": 128, "feature_layer": "penultimate",
@@ -92,7 +91,7 @@ def generic_lookup(rng: random.Random, words: list[str]) -> tuple[str, str]:
     opts, right, paren = sorted(picked), rng.randrange(k), rng.random() < 0.3
     rng.shuffle(opts)
     lines = [f"({'ABCDE'[i]}) {o}" if paren else f"{'ABCDE'[i]}. {o}" for i, o in enumerate(opts)]
-    return f"It is {opts[right]}.\n" + "\n".join(lines) + f"\n{LETTER_INSTRUCTION}", "ABCDE"[right]
+    return f"It is {opts[right]}.\n" + "\n".join(lines) + f"\n{INSTRUCTION}", "ABCDE"[right]
 
 
 def as_asked(ex: dict, open_only: bool) -> tuple[str, str]:
