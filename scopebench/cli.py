@@ -155,6 +155,23 @@ def report(
     run_report(run_dirs, scores=scores, fmt=format, plot_dir=plot, output=output)
 
 
+@app.command()
+@user_errors
+def check(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory to check (written by `scopebench eval`).")],
+    baseline: Annotated[Path, typer.Option(help="Baseline run directory, or its scores.parquet / scores.csv.")],
+    tolerance: Annotated[float, typer.Option(help="Allowed score drop per benchmark, in points (0-100).")] = 1.0,
+    route_tolerance: Annotated[float, typer.Option(help="Allowed share of re-routed samples per benchmark, in %.")] = 5.0,
+    cost_tolerance: Annotated[float, typer.Option(help="Allowed FLOPs growth per path and benchmark, in %.")] = 1.0,
+    json_out: Json = False,
+) -> None:
+    """Regression check against a baseline run: exit 0 passed, 1 regressed or missing, 2 bad input."""
+    from scopebench.check import run_check
+
+    if not run_check(run_dir, baseline, tolerance, route_tolerance, cost_tolerance, json_out=json_out):
+        raise typer.Exit(1)
+
+
 @demo_app.command("suite")
 @user_errors
 def demo_suite(

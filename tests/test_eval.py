@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,3 +179,19 @@ def test_two_process_run_matches_one_process(run_dir, tmp_path):
     s1 = pd.read_parquet(run_dir / "scores.parquet").query("model == 'demo-scope'").set_index("benchmark")["score"]
     s2 = pd.read_parquet(out / "scores.parquet").set_index("benchmark")["score"]
     assert s1.sort_index().tolist() == s2.sort_index().tolist()
+
+
+def test_check_a_real_run(run_dir, tmp_path):
+    """`scopebench check` on real eval tables: a run passes against itself, and a better baseline fails it."""
+    same = CliRunner().invoke(app, ["check", str(run_dir), "--baseline", str(run_dir), "--json"])
+    report = json.loads(same.stdout)
+    assert same.exit_code == 0 and report["passed"]
+    assert {(f["check"], f["status"]) for f in report["findings"]} == {("score", "ok"), ("route", "ok")}
+    assert all(f["detail"] == "0 of 12 samples changed" for f in report["findings"] if f["check"] == "score")
+    better = shutil.copytree(run_dir, tmp_path / "release", ignore=shutil.ignore_patterns("parts"))
+    scores = pd.read_parquet(better / "scores.parquet")
+    scores.loc[(scores["model"] == "demo-scope") & (scores["benchmark"] == "DocVQA"), "score"] += 5
+    scores.to_parquet(better / "scores.parquet")
+    worse = CliRunner().invoke(app, ["check", str(run_dir), "--baseline", str(better)])
+    assert worse.exit_code == 1 and "FAIL: 1 regressed or missing" in worse.stdout
+    assert "regressed" in next(line for line in worse.stdout.splitlines() if "DocVQA" in line)

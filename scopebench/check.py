@@ -1,0 +1,215 @@
+"""`scopebench check`: did a run regress against a baseline run? For CI on released checkpoints.
+
+Reads the two runs' tables (nothing is re-run) and checks, for everything the baseline holds:
+
+* score (0-100 per model and benchmark): regressed when it drops by more than ``tolerance`` points,
+  missing when the run lacks it;
+* routes (per model and benchmark): the share of the samples both runs scored (same doc_id) whose
+  route changed, regressed above ``route_tolerance`` percent;
+* costs: FLOPs of each path's total and each benchmark's expected FLOPs under routing, regressed when
+  they grow by more than ``cost_tolerance`` percent. Latency depends on the machine and is not checked.
+
+Exit code of the command: 0 passed, 1 regressed or missing, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from scopebench.errors import ScopebenchError
+from scopebench.tables import TABLES, load_table, read_manifest, read_table
+
+FAILING = ("regressed", "missing")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One compared value. ``change``: points (score), percent of samples (route) or percent (cost)."""
+
+    check: str  # score | route | cost
+    model: str
+    item: str  # benchmark (score, route, expected cost) or "path <route>" (cost)
+    baseline: float
+    value: float | None  # None: missing from the run
+    change: float | None
+    status: str  # ok | improved | regressed | missing
+    detail: str = ""
+
+
+@dataclass
+class Tables:
+    scores: pd.DataFrame
+    routes: pd.DataFrame
+    costs: pd.DataFrame
+    manifest: dict
+
+
+def load_run(path: Path, what: str) -> Tables:
+    """A run directory's tables, or (for the baseline) a scores table file on its own."""
+    path = Path(path)
+    if path.is_dir():
+        optional = {name: load_table(path, name, required=False) for name in ("routes", "costs")}
+        return Tables(load_table(path, "scores"), optional["routes"], optional["costs"], read_manifest(path))
+    if path.is_file() and path.suffix in (".csv", ".parquet"):
+        empty = {name: pd.DataFrame(columns=TABLES[name]) for name in ("routes", "costs")}
+        return Tables(read_table(path, "scores"), empty["routes"], empty["costs"], {})
+    raise ScopebenchError(
+        f"{path}: no such {what}; pass a run directory written by `scopebench eval`"
+        + (" or its scores.parquet / scores.csv" if what == "baseline" else "")
+    )
+
+
+def _status(change: float, tolerance: float, worse_is_up: bool) -> str:
+    worse = change > tolerance if worse_is_up else change < -tolerance
+    better = change < -tolerance if worse_is_up else change > tolerance
+    return "regressed" if worse else "improved" if better else "ok"
+
+
+def compare_scores(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
+    """Per (model, benchmark) of the baseline: the run's score change in points."""
+    keys = ["model", "benchmark"]
+    new = run.scores.dropna(subset=["score"]).drop_duplicates(keys, keep="last").set_index(keys)["score"]
+    flipped = _changed_samples(run.routes, base.routes, "sample_score")
+    out = []
+    for row in base.scores.dropna(subset=["score"]).drop_duplicates(keys, keep="last").itertuples():
+        key, old = (row.model, row.benchmark), float(row.score)
+        if key not in new.index:
+            out.append(Finding("score", *key, old, None, None, "missing", "not in the run"))
+            continue
+        change = float(new[key]) - old
+        detail = f"{flipped[key][0]} of {flipped[key][1]} samples changed" if key in flipped else ""
+        out.append(Finding("score", *key, old, float(new[key]), change, _status(change, tolerance, False), detail))
+    return out
+
+
+def compare_routes(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
+    """Per (model, benchmark) both runs routed: the percent of shared samples whose route changed."""
+    out = []
+    for key, (changed, total) in _changed_samples(run.routes, base.routes, "route").items():
+        share = 100.0 * changed / total
+        status = "regressed" if share > tolerance else "ok"
+        out.append(Finding("route", *key, 0.0, share, share, status, f"{changed} of {total} samples re-routed"))
+    return out
+
+
+def _changed_samples(new: pd.DataFrame, old: pd.DataFrame, column: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(model, benchmark) -> (samples whose ``column`` differs, samples in both runs)."""
+    keys = ["model", "benchmark", "doc_id"]
+    if new.empty or old.empty:
+        return {}
+    both = (
+        new[[*keys, column]].dropna().drop_duplicates(keys, keep="last").astype({"doc_id": str})
+        .merge(old[[*keys, column]].dropna().drop_duplicates(keys, keep="last").astype({"doc_id": str}),
+               on=keys, suffixes=("_new", "_old"))
+    )
+    both["changed"] = both[f"{column}_new"] != both[f"{column}_old"]
+    counts = both.groupby(["model", "benchmark"])["changed"].agg(["sum", "size"])
+    return {key: (int(r["sum"]), int(r["size"])) for key, r in counts.iterrows()}
+
+
+def _cost_values(costs: pd.DataFrame) -> pd.Series:
+    """FLOPs keyed by (model, item): each path's total ("path X") and each benchmark's expected cost."""
+    if costs.empty:
+        return pd.Series(dtype=float)
+    paths = costs[costs["kind"].isin(["path", "reference"]) & (costs["component"] == "total")]
+    expected = costs[costs["kind"] == "expected"]
+    rows = [((r.model, f"path {r.path}"), r.flops) for r in paths.itertuples()]
+    rows += [((r.model, str(r.benchmark)), r.flops) for r in expected.itertuples()]
+    return pd.Series({key: float(v) for key, v in rows}, dtype=float).dropna()
+
+
+def compare_costs(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
+    """Per path total and per benchmark expected cost of the baseline: the run's FLOPs change in percent."""
+    new, old = _cost_values(run.costs), _cost_values(base.costs)
+    if new.empty and not old.empty:  # one line per model, not one per row
+        return [Finding("cost", model, "costs table", float(len(rows)), None, None, "missing",
+                        f"{len(rows)} baseline rows; add them with `scopebench flops {model} --output RUN_DIR`")
+                for model, rows in old.groupby(level=0)]
+    out = []
+    for (model, item), before in old.items():
+        if (model, item) not in new.index:
+            out.append(Finding("cost", model, item, before, None, None, "missing", "not in the run's costs table"))
+            continue
+        after = float(new[(model, item)])
+        change = 100.0 * (after - before) / before if before else 0.0
+        out.append(Finding("cost", model, item, before, after, change, _status(change, tolerance, True), "FLOPs"))
+    return out
+
+
+def versions_changed(run: Tables, base: Tables) -> dict[str, tuple[str | None, str | None]]:
+    """Package versions that differ between the two runs' manifests (what might explain a change)."""
+    old, new = base.manifest.get("versions", {}), run.manifest.get("versions", {})
+    return {pkg: (old.get(pkg), new.get(pkg)) for pkg in sorted(set(old) & set(new)) if old[pkg] != new[pkg]}
+
+
+def run_check(
+    run_dir: Path, baseline: Path, tolerance: float = 1.0, route_tolerance: float = 5.0,
+    cost_tolerance: float = 1.0, json_out: bool = False,
+) -> bool:
+    """`scopebench check`: compare, print, and return True when nothing regressed or went missing."""
+    for name, value in (("--tolerance", tolerance), ("--route-tolerance", route_tolerance),
+                        ("--cost-tolerance", cost_tolerance)):
+        if value < 0:
+            raise ScopebenchError(f"{name} {value}: must be 0 or more")
+    run, base = load_run(run_dir, "run directory"), load_run(baseline, "baseline")
+    suites = (run.manifest.get("suite"), base.manifest.get("suite"))
+    if all(suites) and suites[0] != suites[1]:
+        raise ScopebenchError(f"{run_dir} evaluated suite '{suites[0]}' but the baseline {baseline} '{suites[1]}'; "
+                              "compare runs of the same suite")
+    findings = [*compare_scores(run, base, tolerance), *compare_routes(run, base, route_tolerance),
+                *compare_costs(run, base, cost_tolerance)]
+    passed = not any(f.status in FAILING for f in findings)
+    notes = []
+    if base.costs.empty:
+        notes.append("the baseline has no costs table: costs not checked")
+    if base.routes.empty or run.routes.empty:
+        notes.append("routes not checked: " + ("the baseline" if base.routes.empty else str(run_dir)) + " has no routes table")
+    changed = versions_changed(run, base)
+    if json_out:
+        print(json.dumps({
+            "passed": passed, "run": str(run_dir), "baseline": str(baseline),
+            "tolerances": {"score_points": tolerance, "route_percent": route_tolerance, "cost_percent": cost_tolerance},
+            "versions_changed": {k: {"baseline": a, "run": b} for k, a, b in ((k, *v) for k, v in changed.items())},
+            "notes": notes, "findings": [asdict(f) for f in findings],
+        }, indent=2))
+    else:
+        print_check(findings, passed, (tolerance, route_tolerance, cost_tolerance), changed, notes)
+    return passed
+
+
+UNITS = {"score": "points", "route": "% re-routed", "cost": "% FLOPs"}
+
+
+def print_check(findings: list[Finding], passed: bool, tolerances: tuple[float, float, float],
+                changed: dict[str, tuple[str | None, str | None]], notes: list[str]) -> None:
+    """One summary line per check, a table of everything not ok, the verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=None if Console().is_terminal else 150)
+    for check, tol in zip(UNITS, tolerances, strict=True):
+        mine = [f for f in findings if f.check == check]
+        if mine:
+            counts = ", ".join(f"{sum(f.status == s for f in mine)} {s}" for s in ("ok", "improved", "regressed", "missing"))
+            console.print(f"{check}s: {len(mine)} compared: {counts} (tolerance {tol:g} {UNITS[check]})")
+    shown = sorted((f for f in findings if f.status != "ok"), key=lambda f: (f.status not in FAILING, f.check, f.model, f.item))
+    if shown:
+        table = Table(title="changes beyond tolerance", title_style="bold")
+        for col in ("status", "check", "model", "benchmark / path", "baseline", "run", "change", "detail"):
+            table.add_column(col, justify="right" if col in ("baseline", "run", "change") else "left")
+        for f in shown:
+            style = "red" if f.status in FAILING else "green"
+            value = "-" if f.value is None else f"{f.value:.4g}"
+            change = "-" if f.change is None else f"{f.change:+.2f}"
+            table.add_row(f"[{style}]{f.status}[/]", f.check, f.model, f.item, f"{f.baseline:.4g}", value, change, f.detail)
+        console.print(table)
+    for pkg, (old, new) in changed.items():
+        console.print(f"version changed: {pkg} {old} -> {new}")
+    for note in notes:
+        console.print(f"note: {note}")
+    console.print("[bold green]PASS[/]: nothing regressed" if passed else
+                  f"[bold red]FAIL[/]: {sum(f.status in FAILING for f in findings)} regressed or missing")

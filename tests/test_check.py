@@ -1,0 +1,147 @@
+"""`scopebench check` on synthetic run directories with known changes: exit codes, findings, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from scopebench.cli import app
+from scopebench.tables import load_table, save_table, write_manifest
+from tests._report_data import make_run
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("check") / "baseline", n_docs=20)
+
+
+@pytest.fixture
+def run(baseline, tmp_path):
+    """A copy of the baseline to perturb."""
+    return shutil.copytree(baseline, tmp_path / "run")
+
+
+def edit(run_dir, name, fn):
+    save_table(run_dir, name, fn(load_table(run_dir, name)))
+
+
+def check(run_dir, baseline, *options):
+    result = runner.invoke(app, ["check", str(run_dir), "--baseline", str(baseline), "--json", *options])
+    return result.exit_code, (json.loads(result.stdout) if result.exit_code in (0, 1) else result.output)
+
+
+def not_ok(report):
+    return {(f["check"], f["model"], f["item"], f["status"]): f for f in report["findings"] if f["status"] != "ok"}
+
+
+def test_identical_runs_pass(run, baseline):
+    code, report = check(run, baseline)
+    assert code == 0 and report["passed"] and not not_ok(report)
+    counts = pd.Series([f["check"] for f in report["findings"]]).value_counts()
+    # 6 models x 16 benchmarks of scores and routes; one cost per path total
+    assert counts["score"] == 96 and counts["route"] == 96
+    assert counts["cost"] == len(load_table(baseline, "costs").query("kind == 'path' and component == 'total'"))
+
+
+def shift_score(model, benchmark, delta):
+    def fn(df):
+        df.loc[(df["model"] == model) & (df["benchmark"] == benchmark), "score"] += delta
+        return df
+    return fn
+
+
+@pytest.mark.parametrize(("delta", "tolerance", "code", "status"), [
+    (-2.0, "1", 1, "regressed"), (-0.5, "1", 0, None), (-0.5, "0", 1, "regressed"), (3.0, "1", 0, "improved"),
+])
+def test_score_change_against_tolerance(run, baseline, delta, tolerance, code, status):
+    edit(run, "scores", shift_score("demo-scope", "GQA", delta))
+    got, report = check(run, baseline, "--tolerance", tolerance)
+    assert got == code
+    found = not_ok(report)
+    if status is None:
+        assert not found
+    else:
+        f = found[("score", "demo-scope", "GQA", status)]
+        assert f["change"] == pytest.approx(delta) and len(found) == 1
+
+
+def test_missing_benchmark_fails(run, baseline):
+    edit(run, "scores", lambda df: df[~((df["model"] == "demo-baseline-0") & (df["benchmark"] == "DocVQA"))])
+    code, report = check(run, baseline)
+    assert code == 1 and ("score", "demo-baseline-0", "DocVQA", "missing") in not_ok(report)
+
+
+def test_rerouted_share(run, baseline):
+    def reroute(df):
+        rows = df.index[(df["model"] == "demo-scope") & (df["benchmark"] == "MMVP")][:6]
+        df.loc[rows, "route"] = df.loc[rows, "route"].map(lambda r: "shared+siglip" if r != "shared+siglip" else "shared+vit_hr")
+        return df
+
+    edit(run, "routes", reroute)
+    code, report = check(run, baseline)  # 6 of 20 samples = 30% > 5%
+    f = not_ok(report)[("route", "demo-scope", "MMVP", "regressed")]
+    assert code == 1 and f["change"] == pytest.approx(30.0) and f["detail"] == "6 of 20 samples re-routed"
+    assert check(run, baseline, "--route-tolerance", "30")[0] == 0
+
+
+def test_flops_growth(run, baseline):
+    def grow(df):
+        m = (df["model"] == "demo-baseline-all") & (df["component"] == "total") & (df["kind"] == "path")
+        df.loc[m, "flops"] *= 1.02
+        return df
+
+    edit(run, "costs", grow)
+    code, report = check(run, baseline)
+    f = not_ok(report)[("cost", "demo-baseline-all", "path shared+convnext+vit_hr+siglip", "regressed")]
+    assert code == 1 and f["change"] == pytest.approx(2.0)
+    assert check(run, baseline, "--cost-tolerance", "5")[0] == 0
+    code, report = check(baseline, run)  # 2% cheaper: improved, passes
+    assert code == 0 and [k[3] for k in not_ok(report)] == ["improved"]
+
+
+def test_run_without_costs_misses_them_once_per_model(run, baseline):
+    (run / "costs.parquet").unlink()
+    code, report = check(run, baseline)
+    missing = [k for k in not_ok(report) if k[0] == "cost"]
+    assert code == 1 and len(missing) == 6 and {k[2] for k in missing} == {"costs table"}
+
+
+def test_baseline_as_scores_file_and_versions(run, baseline, tmp_path):
+    scores = tmp_path / "release_scores.csv"
+    load_table(baseline, "scores").to_csv(scores, index=False)
+    write_manifest(run, {"suite": "cambrian16", "versions": {"torch": "2.15.0"}})
+    code, report = check(run, scores)
+    assert code == 0 and {f["check"] for f in report["findings"]} == {"score"}
+    assert any("routes not checked" in n for n in report["notes"])
+
+
+def test_table_output_names_the_regression(run, baseline):
+    edit(run, "scores", shift_score("demo-scope", "ChartQA", -4.0))
+    result = runner.invoke(app, ["check", str(run), "--baseline", str(baseline)])
+    assert result.exit_code == 1
+    line = next(s for s in result.stdout.splitlines() if "ChartQA" in s)
+    assert "regressed" in line and "demo-scope" in line and "-4.00" in line
+    assert "FAIL: 1 regressed or missing" in result.stdout
+
+
+def test_bad_input(run, baseline, tmp_path):
+    def one_line(args):
+        result = runner.invoke(app, ["check", *map(str, args)])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error:") and result.output.count("\n") == 1, result.output
+        return result.output
+
+    assert "no such baseline" in one_line([run, "--baseline", tmp_path / "nope"])
+    assert "no such run directory" in one_line([tmp_path / "nope", "--baseline", baseline])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,benchmark\nx,GQA\n")
+    assert f"{bad}: the scores table lacks column 'suite'" in one_line([run, "--baseline", bad])
+    assert "must be 0 or more" in one_line([run, "--baseline", baseline, "--tolerance", "-1"])
+    write_manifest(run, {"suite": "cambrian16-mini"})
+    assert "same suite" in one_line([run, "--baseline", baseline])
