@@ -195,3 +195,14 @@ def test_check_a_real_run(run_dir, tmp_path):
     worse = CliRunner().invoke(app, ["check", str(run_dir), "--baseline", str(better)])
     assert worse.exit_code == 1 and "FAIL: 1 regressed or missing" in worse.stdout
     assert "regressed" in next(line for line in worse.stdout.splitlines() if "DocVQA" in line)
+
+
+def test_masked_demo_model(tmp_path):
+    """DEMO@POLICY from the command line: Baseline-all with `conv` masked takes shared+hires+clip only."""
+    result = _eval("demo-baseline-all@all/mask:conv", "--tasks", "c16mini_gqa", "--limit", "4",
+                   "--output", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    routes = pd.read_parquet(tmp_path / "routes.parquet")
+    assert set(routes["model"]) == {"demo-baseline-all@all/mask:conv"} and set(routes["route"]) == {"shared+hires+clip"}
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["models"]["demo-baseline-all@all/mask:conv"]["fingerprint"].split("|")[2] == "all/mask:conv"

@@ -205,6 +205,28 @@ def test_bad_checkpoints(make_model, tmp_path, what, message):
     assert "\n" not in str(err.value)
 
 
+def test_checkpoint_with_inference_policy(make_model, tmp_path):
+    """CHECKPOINT@POLICY: the checkpoint's weights under another policy, named after the reference."""
+    from scopebench.models.registry import load_model, resolve
+
+    folder = save_checkpoint(make_model("all"), tmp_path / "ckpt@v1")  # an '@' in the folder name stays a path
+    model = make_model("all")
+    names = model.cfg.routed_names
+    ref = f"{folder}@all/mask:{names[0]}"
+    kind, cfg, found = resolve(ref)
+    assert (kind, found, cfg.name, cfg.policy) == ("checkpoint", folder, f"{model.cfg.name}@all/mask:{names[0]}", "all")
+    masked = load_model(ref)
+    assert masked.paths() == [tuple(names[1:])] and load_model(str(folder)).paths() == [tuple(names)]
+    saved = load_checkpoint(folder).state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in masked.state_dict().items())
+    images, ids, mask = _batch(masked)
+    assert masked(images, ids, mask).routes == [tuple(names[1:])] * len(images)
+    with pytest.raises(ScopebenchError, match="has no router, so policy 'router' cannot run"):
+        resolve(f"{folder}@router")
+    with pytest.raises(ScopebenchError, match="unknown encoder 'nope'"):
+        resolve(f"{folder}@all/mask:nope")
+
+
 def test_cli_bad_checkpoint_exit_code(make_model, tmp_path):
     from typer.testing import CliRunner
 

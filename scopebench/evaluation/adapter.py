@@ -24,9 +24,10 @@ from lmms_eval.api.model import lmms
 def model_fingerprint(ref: str, policy: str | None = None) -> str:
     """A stable id for a model: its reference, policy and a hash of config + weights head."""
     from scopebench.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-    from scopebench.models.registry import resolve
+    from scopebench.models.registry import inference_policy, resolve
 
     _, cfg, folder = resolve(ref)
+    policy = policy or inference_policy(ref)[1]
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
     if folder is not None:
         weights = folder / WEIGHTS_FILE

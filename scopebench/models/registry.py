@@ -4,7 +4,10 @@ A reference is one of
 - a checkpoint folder (holds ``scopebench.json``),
 - a demo model name (``demo-scope``, ``demo-baseline-0``, ... in the shipped demo folder),
 - a preset name, optionally with a variant or policy: ``scope-paper``, ``scope-paper@baseline-2``,
-  ``cambrian-1@fixed:clip,dinov2``.
+  ``cambrian-1@fixed:clip,dinov2``;
+- a checkpoint folder or demo model with an inference policy: ``demo-baseline-all@all/mask:conv``
+  (drop ``conv`` from the trained all-encoders model), ``demo-scope@fixed:hires`` (force one path).
+  The weights are the checkpoint's; only the selection policy changes.
 """
 
 from __future__ import annotations
@@ -51,14 +54,40 @@ def with_policy(cfg: ModelConfig, variant: str) -> ModelConfig:
     )
 
 
+def inference_policy(ref: str) -> tuple[str, str | None]:
+    """``CHECKPOINT_OR_DEMO@POLICY`` -> (the checkpoint's reference, POLICY); anything else -> (ref, None)."""
+    base, _, policy = ref.rpartition("@")
+    if base and (is_checkpoint(Path(base).expanduser()) or base in demo_models()):
+        return base, policy
+    return ref, None
+
+
+def _check_policy(cfg: ModelConfig, policy: str, ref: str) -> None:
+    """Parse an inference policy and check the checkpoint has what it needs (a router, a token gate)."""
+    p = Policy.parse(policy, cfg.routed_names, where=f"model '{ref}'")
+    trained = cfg.parsed_policy()
+    if (p.uses_router and not trained.uses_router) or (p.kind == "token_moe" and trained.kind != "token_moe"):
+        need = "router" if p.uses_router else "token gate"
+        raise ScopebenchError(f"model '{ref}': the checkpoint has no {need}, so policy '{policy}' cannot run; "
+                              "use fixed:NAME, all, random or <policy>/mask:NAME")
+
+
 def resolve(ref: str) -> tuple[str, ModelConfig, Path | None]:
-    """Reference -> (kind, config, checkpoint folder or None); kind is checkpoint, demo or preset."""
+    """Reference -> (kind, config, checkpoint folder or None); kind is checkpoint, demo or preset.
+
+    For ``CHECKPOINT@POLICY`` the config keeps the trained policy (it decides which modules exist)
+    and is named ``NAME@POLICY``; :func:`load_model` applies the policy after loading."""
     path = Path(ref).expanduser()
     if is_checkpoint(path):
         return "checkpoint", read_config(path), path
     demos = demo_models()
     if ref in demos:
         return "demo", read_config(demos[ref]), demos[ref]
+    base, policy = inference_policy(ref)
+    if policy is not None:
+        kind, cfg, folder = resolve(base)
+        _check_policy(cfg, policy, ref)
+        return kind, dataclasses.replace(cfg, name=f"{cfg.name}@{policy}"), folder
     name, _, variant = ref.partition("@")
     presets = preset_files()
     if name in presets:
@@ -80,6 +109,7 @@ def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | 
     from scopebench.models.checkpoint import load_checkpoint
 
     kind, cfg, folder = resolve(ref)
+    policy = policy or inference_policy(ref)[1]
     if folder is not None and not meta:
         try:
             model = load_checkpoint(folder, device=device)

@@ -56,7 +56,7 @@ def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
     """Build ``ref`` for counting. Presets (no weights) and ``meta`` build on the meta device; checkpoints
     load their weights on the CPU (random weights when ``image_size`` changes their encoders)."""
     from scopebench.models.build import build_model
-    from scopebench.models.registry import load_model, resolve
+    from scopebench.models.registry import inference_policy, load_model, resolve
 
     _check_size(image_size)
     if is_encoder_spec(ref):
@@ -77,6 +77,8 @@ def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
         model = build_model(cfg)
         if folder is not None:
             notes.append("--image-size changes the encoders: counted with random weights (counts do not depend on them)")
+    if (policy := inference_policy(ref)[1]) is not None:  # CHECKPOINT@POLICY built without load_model
+        model.set_policy(policy)
     return Target(label, kind, model.eval(), False, notes)
 
 
