@@ -147,6 +147,42 @@ def test_explicit_reference_in_the_python_api(run_dir, tmp_path):
         run_report([run_dir], scores=None, fmt="json", plot_dir=None, output=out, reference="nope")
 
 
+def _variant(run_dir, base: str, name: str, encoders: list[str], shift: float) -> None:
+    """Add model ``name``: ``base``'s scores + ``shift`` on every benchmark, one route over ``encoders``."""
+    scores, routes = load_table(run_dir, "scores"), load_table(run_dir, "routes")
+    new_scores = scores[scores["model"] == base].assign(model=name, score=lambda d: d["score"] + shift)
+    new_routes = routes[routes["model"] == base].assign(model=name, route="+".join(["shared", *encoders]))
+    save_table(run_dir, "scores", pd.concat([scores, new_scores], ignore_index=True))
+    save_table(run_dir, "routes", pd.concat([routes, new_routes], ignore_index=True))
+
+
+def test_encoder_roles_known_answers(run_dir, tmp_path):
+    """Capacity = Baseline-1 overall; Necessity = full minus masked / retrained overall; token MoE is no full set."""
+    run = shutil.copytree(run_dir, tmp_path / "roles")
+    rest = ["convnext", "siglip"]
+    _variant(run, "demo-baseline-all", "demo-baseline-all@all/mask:vit_hr", rest, -4.0)
+    _variant(run, "demo-baseline-all", "baseline-2-no-vit_hr", rest, -1.5)
+    _variant(run, "demo-baseline-all", "token-moe", ENCODERS, +9.0)  # one constant all-encoders route, like Baseline-all
+    write_manifest(run, {"suite": "cambrian16", "models": {"token-moe": {"fingerprint": "scope|token-moe|token_moe|0"}}})
+    r = invoke(run, "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    overall = load_table(run_dir, "scores").groupby("model")["score"].mean()
+    roles = {(x["encoder"], x["group"]): x for x in doc["roles"]}
+    assert {e for e, _ in roles} == set(ENCODERS)
+    for e in ENCODERS:
+        row = roles[(e, "Overall")]
+        assert row["full_model"] == "demo-baseline-all" and row["capacity_model"] == f"demo-baseline-1-{e}"
+        assert row["capacity"] == pytest.approx(overall[f"demo-baseline-1-{e}"])
+        assert row["capacity_vs_shared"] == pytest.approx(overall[f"demo-baseline-1-{e}"] - overall["demo-baseline-0"])
+    assert roles[("vit_hr", "Overall")]["necessity_masked"] == pytest.approx(4.0)
+    assert roles[("vit_hr", "OCR & Chart")]["necessity_retrained"] == pytest.approx(1.5)
+    assert roles[("siglip", "Overall")]["necessity_masked"] is None
+    assert any("need more runs" in n for n in doc["notes"]) and not any("several full-set" in n for n in doc["notes"])
+    table = invoke(run).stdout
+    assert "Encoder roles" in table and "masked: demo-baseline-all@all/mask:vit_hr" in table
+
+
 def _one_line_error(result, *needles):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()

@@ -19,6 +19,7 @@ from scopebench.analysis.compute import (
     saving,
 )
 from scopebench.analysis.pareto import pareto_front
+from scopebench.analysis.roles import encoder_roles
 from scopebench.analysis.routing import (
     baseline1_models,
     oracle_table,
@@ -48,6 +49,7 @@ class Report:
     paths: pd.DataFrame  # per (model, path): static cost and latency
     routing: pd.DataFrame
     oracle: pd.DataFrame
+    roles: pd.DataFrame  # per (routed encoder, category / Overall): Capacity and Necessity
     notes: list[str]
 
 
@@ -171,4 +173,6 @@ def build_report(
     models["delta_n"] = models["delta_n"].astype("Int64")
     models = models[[*_FIRST, *cats.columns, *agg.benchmarks.columns, *_LAST]]
     routing, oracle = _routing(runs.routes, runs.suite, notes)
-    return Report(runs.suite, runs.dirs, agg, models, expected, _paths(runs.costs), routing, oracle, notes)
+    roles, role_notes = encoder_roles(agg, runs.routes, runs.policies)
+    return Report(runs.suite, runs.dirs, agg, models, expected, _paths(runs.costs), routing, oracle, roles,
+                  notes + role_notes)

@@ -173,12 +173,38 @@ def oracle_sections(report: Report) -> list[Section]:
     return out
 
 
+def roles_section(report: Report) -> list[Section]:
+    """Capacity and Necessity of each routed encoder, per category and overall (empty without the runs)."""
+    r = report.roles
+    if r.empty:
+        return []
+    rows, bold = [], set()
+    for rec in r.to_dict("records"):
+        if rec["group"] == OVERALL:
+            bold.add(len(rows))
+        rows.append([rec["encoder"], rec["group"], num(rec["capacity"]), num(rec["capacity_vs_shared"], "+.1f"),
+                     num(rec["necessity_masked"], "+.1f"), num(rec["necessity_retrained"], "+.1f")])
+    first = r.iloc[0]
+    used = [f"full set: {first['full_model']}", f"shared only: {first['shared_model'] or '–'}"]
+    for col, label in (("capacity_model", "Capacity"), ("masked_model", "masked"), ("retrained_model", "retrained")):
+        found = [m for m in dict.fromkeys(r[col]) if isinstance(m, str)]
+        used.append(f"{label}: {', '.join(found) or '–'}")
+    return [Section(
+        "Encoder roles", ["encoder", "category", "Capacity", "vs shared", "Necessity (masked)", "Necessity (retrained)"],
+        rows,
+        "Capacity = score with the encoder alone beside the shared encoder; Necessity = full-set score minus "
+        "the score without the encoder, masked at inference or retrained without it (points, 0-100); "
+        + "; ".join(used),
+        bold, text=(0, 1),
+    )]
+
+
 def sections(report: Report) -> list[Section]:
     """Every table of the report, in reading order."""
     out = [scores_section(report), compute_section(report)]
     if len(report.paths):
         out.append(paths_section(report))
-    return out + routing_sections(report) + oracle_sections(report)
+    return out + routing_sections(report) + oracle_sections(report) + roles_section(report)
 
 
 def header_lines(report: Report) -> list[str]:

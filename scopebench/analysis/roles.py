@@ -1,0 +1,78 @@
+"""Encoder roles (arXiv 2606.03879): what each routed encoder contributes, from evaluated runs.
+
+* Capacity(e): the score of the model that uses e alone beside the shared encoder (route shared+e);
+  ``vs shared`` subtracts the shared-only model's score when it was evaluated.
+* Necessity(e) = score(full set) - score(full set without e), measured two ways when the runs exist:
+  *masked*: the full model's own checkpoint with e dropped at inference (``FULL@all/mask:e``);
+  *retrained*: a separately trained model whose one route is the full set minus e.
+  The two can rank encoders differently; both are reported side by side.
+
+The full set is the largest fixed encoder set among the evaluated models. Models are recognised by
+their routes (a fixed model takes one route for every sample) and, for masking, by a ``/mask:``
+reference; routers and token-level MoE models (per the manifest's policy) take no part.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from scopebench.analysis.aggregate import OVERALL, Aggregate
+from scopebench.analysis.routing import routed_models
+
+NOT_FIXED = ("router", "router_topk", "token_moe", "random")
+COLUMNS = ["encoder", "group", "capacity", "capacity_vs_shared", "necessity_masked", "necessity_retrained",
+           "capacity_model", "masked_model", "retrained_model", "full_model", "shared_model"]
+
+
+def fixed_sets(routes: pd.DataFrame, policies: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Model -> the routed encoders of its single route, for models that take one route for every sample."""
+    routers = set(routed_models(routes))
+    out = {}
+    for model, part in routes.groupby("model", sort=False):
+        kind = policies.get(model, "").split("/")[0].split(":")[0]
+        if model in routers or kind in NOT_FIXED or part["route"].nunique() != 1:
+            continue
+        out[model] = tuple(part["route"].iloc[0].split("+")[1:])
+    return out
+
+
+def encoder_roles(agg: Aggregate, routes: pd.DataFrame, policies: dict[str, str]) -> tuple[pd.DataFrame, list[str]]:
+    """Capacity and Necessity per routed encoder of the full set, per category and overall; plus notes."""
+    sets = fixed_sets(routes, policies)
+    masked = {m: s for m, s in sets.items() if "/mask:" in m}
+    trained = {m: s for m, s in sets.items() if m not in masked}
+    if not trained or max(map(len, trained.values())) < 2:
+        return pd.DataFrame(columns=COLUMNS), []
+    size = max(map(len, trained.values()))
+    fulls = [m for m, s in trained.items() if len(s) == size]
+    full, full_set = fulls[0], trained[fulls[0]]
+    notes = [f"encoder roles: several full-set models ({', '.join(fulls)}); Necessity is taken against {full}"] \
+        if len(fulls) > 1 else []
+
+    def find(pool: dict[str, tuple[str, ...]], encoders: set[str], base: str | None = None) -> str | None:
+        hits = [m for m, s in pool.items() if set(s) == encoders and (base is None or m.split("@")[0] == base)]
+        return hits[0] if hits else None
+
+    def at(model: str | None, group: str) -> float:
+        return float(agg.categories.loc[model, group]) if model is not None else float("nan")
+
+    shared = find(trained, set())
+    groups = [*[g for g in agg.categories.columns if g != OVERALL], OVERALL]
+    rows, lacking = [], False
+    for e in full_set:
+        without = set(full_set) - {e}
+        cap, mask, retr = find(trained, {e}), find(masked, without, full.split("@")[0]), find(trained, without)
+        lacking |= cap is None or (mask is None and retr is None)
+        for g in groups:
+            rows.append({
+                "encoder": e, "group": g, "capacity": at(cap, g), "capacity_vs_shared": at(cap, g) - at(shared, g),
+                "necessity_masked": at(full, g) - at(mask, g), "necessity_retrained": at(full, g) - at(retr, g),
+                "capacity_model": cap, "masked_model": mask, "retrained_model": retr, "full_model": full,
+                "shared_model": shared,
+            })
+    if lacking:
+        notes.append(
+            f"encoder roles: some values need more runs: Capacity(e) a model on route shared+e; Necessity(e) "
+            f"`{full.split('@')[0]}@all/mask:e` (masked) or a model trained on the full set minus e"
+        )
+    return pd.DataFrame(rows, columns=COLUMNS), notes
