@@ -28,9 +28,12 @@ SCORES_COLUMNS = ["model", "suite", "benchmark", "task", "category", "metric", "
 # route: the encoder path the sample took, e.g. "shared+dinov2" ("shared" for Baseline-0);
 # encoder: the routed encoder the router chose ("" when no router); sample_score: the
 # per-sample value of the main metric on 0-100 where lmms-eval defines one, else NaN;
-# prob:<encoder>: router probability of each routed encoder (NaN without a router).
+# prob:<encoder>: router probability of each routed encoder (NaN without a router);
+# erank:<encoder>: entropy effective rank of the encoder's pre-projector features for the sample
+# ("shared" too; NaN where the sample's route did not run the encoder).
 ROUTES_COLUMNS = ["model", "benchmark", "task", "doc_id", "route", "encoder", "sample_score"]
 PROB_PREFIX = "prob:"
+ERANK_PREFIX = "erank:"
 # kind: "path" (static per-path count), "latency" (measured), or "expected" (per benchmark, under routing).
 # macs: multiply-accumulates; flops = 2 * macs. Latency in milliseconds.
 COSTS_COLUMNS = [

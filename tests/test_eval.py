@@ -48,6 +48,10 @@ def test_eval_writes_tables_and_json(run_dir):
     chosen = scope[["prob:hires", "prob:conv", "prob:clip"]].idxmax(axis=1).str.removeprefix("prob:")
     assert (chosen == scope["encoder"]).all(), "the router's top-1 encoder must be the logged route"
     assert (routes[routes["model"] == "demo-baseline-0"]["route"] == "shared").all()
+    # effective ranks: the shared encoder's for every sample, a routed encoder's exactly where it ran
+    assert routes["erank:shared"].between(1, 64).all()
+    for enc in ("hires", "conv", "clip"):
+        assert (scope[f"erank:{enc}"].notna() == (scope["encoder"] == enc)).all()
     # per-sample scores average to the benchmark score (accuracy-type metrics)
     gqa = routes[(routes["model"] == "demo-scope") & (routes["benchmark"] == "GQA")]["sample_score"].mean()
     assert gqa == pytest.approx(scores.query("model == 'demo-scope' and benchmark == 'GQA'")["score"].item())

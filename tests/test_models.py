@@ -152,6 +152,29 @@ def test_router_losses_known_answers():
     assert load_balance_loss(collapsed).item() == pytest.approx(float(e))
 
 
+def test_effective_rank_known_answers():
+    from scopebench.models.vlm import effective_rank
+
+    eye = torch.zeros(3, 16, 8)
+    eye[0, :3, :3] = 2 * torch.eye(3)  # three equal singular values -> 3
+    eye[1, :, 0] = torch.arange(16.0)  # rank one -> 1
+    eye[2] = torch.randn(16, 8)
+    got = effective_rank(eye)
+    assert got[0].item() == pytest.approx(3.0) and got[1].item() == pytest.approx(1.0)
+    assert 1.0 < got[2].item() <= 8.0
+
+
+def test_eval_mode_reports_effective_ranks_of_the_encoders_that_ran(make_model):
+    model = make_model("router").eval()
+    images, ids, mask = _batch(model)
+    out = model(images, ids, mask)
+    names = model.cfg.routed_names
+    assert set(out.eranks) == {"shared", *names} and not out.eranks["shared"].isnan().any()
+    for i, route in enumerate(out.routes):
+        assert [not out.eranks[e][i].isnan().item() for e in names] == [e in route for e in names]
+    assert model.train()(images, ids, mask).eranks is None
+
+
 # ---- checkpoints ----------------------------------------------------------------------------------
 def test_checkpoint_round_trip_bit_exact(make_model, tmp_path):
     model = make_model("router")

@@ -164,6 +164,12 @@ def test_encoder_roles_known_answers(run_dir, tmp_path):
     _variant(run, "demo-baseline-all", "baseline-2-no-vit_hr", rest, -1.5)
     _variant(run, "demo-baseline-all", "token-moe", ENCODERS, +9.0)  # one constant all-encoders route, like Baseline-all
     write_manifest(run, {"suite": "cambrian16", "models": {"token-moe": {"fingerprint": "scope|token-moe|token_moe|0"}}})
+    routes = load_table(run, "routes")
+    full = routes["model"] == "demo-baseline-all"
+    ocr = routes["benchmark"].isin(["ChartQA", "OCRBench", "TextVQA", "DocVQA"])
+    routes.loc[full, "erank:vit_hr"] = 20.0
+    routes.loc[full & ocr, "erank:vit_hr"] = 10.0  # 4 of 16 benchmarks
+    save_table(run, "routes", routes)
     r = invoke(run, "--format", "json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
@@ -178,9 +184,12 @@ def test_encoder_roles_known_answers(run_dir, tmp_path):
     assert roles[("vit_hr", "Overall")]["necessity_masked"] == pytest.approx(4.0)
     assert roles[("vit_hr", "OCR & Chart")]["necessity_retrained"] == pytest.approx(1.5)
     assert roles[("siglip", "Overall")]["necessity_masked"] is None
+    assert roles[("vit_hr", "Overall")]["erank"] == pytest.approx(17.5) and roles[("vit_hr", "OCR & Chart")]["erank"] == 10.0
+    assert roles[("siglip", "Overall")]["erank"] is None
     assert any("need more runs" in n for n in doc["notes"]) and not any("several full-set" in n for n in doc["notes"])
-    table = invoke(run).stdout
-    assert "Encoder roles" in table and "masked: demo-baseline-all@all/mask:vit_hr" in table
+    markdown = invoke(run, "--format", "markdown").stdout
+    assert "## Encoder roles" in markdown and "masked: demo-baseline-all@all/mask:vit_hr" in markdown
+    assert "Encoder roles" in invoke(run).stdout
 
 
 def _one_line_error(result, *needles):

@@ -7,6 +7,9 @@
   *retrained*: a separately trained model whose one route is the full set minus e.
   The two can rank encoders differently; both are reported side by side.
 
+* effective rank: the mean entropy effective rank of e's pre-projector features in the full model,
+  which runs every encoder on every sample (``erank:<encoder>`` columns of the routes table).
+
 The full set is the largest fixed encoder set among the evaluated models. Models are recognised by
 their routes (a fixed model takes one route for every sample) and, for masking, by a ``/mask:``
 reference; routers and token-level MoE models (per the manifest's policy) take no part.
@@ -18,10 +21,11 @@ import pandas as pd
 
 from scopebench.analysis.aggregate import OVERALL, Aggregate
 from scopebench.analysis.routing import routed_models
+from scopebench.tables import ERANK_PREFIX
 
 NOT_FIXED = ("router", "router_topk", "token_moe", "random")
 COLUMNS = ["encoder", "group", "capacity", "capacity_vs_shared", "necessity_masked", "necessity_retrained",
-           "capacity_model", "masked_model", "retrained_model", "full_model", "shared_model"]
+           "erank", "capacity_model", "masked_model", "retrained_model", "full_model", "shared_model"]
 
 
 def fixed_sets(routes: pd.DataFrame, policies: dict[str, str]) -> dict[str, tuple[str, ...]]:
@@ -36,8 +40,22 @@ def fixed_sets(routes: pd.DataFrame, policies: dict[str, str]) -> dict[str, tupl
     return out
 
 
-def encoder_roles(agg: Aggregate, routes: pd.DataFrame, policies: dict[str, str]) -> tuple[pd.DataFrame, list[str]]:
-    """Capacity and Necessity per routed encoder of the full set, per category and overall; plus notes."""
+def mean_erank(routes: pd.DataFrame, model: str, encoder: str, categories: dict[str, str]) -> dict[str, float]:
+    """Group (category, Overall) -> mean effective rank of ``encoder`` in ``model``; benchmarks weigh equally."""
+    part = routes[routes["model"] == model]
+    column = ERANK_PREFIX + encoder
+    if column not in part or part[column].isna().all():
+        return {}
+    per_bench = pd.to_numeric(part[column], errors="coerce").groupby(part["benchmark"]).mean().dropna()
+    out = per_bench.groupby(per_bench.index.map(categories)).mean().to_dict()
+    return {**out, OVERALL: float(per_bench.mean())}
+
+
+def encoder_roles(
+    agg: Aggregate, routes: pd.DataFrame, policies: dict[str, str], categories: dict[str, str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Capacity, Necessity and effective rank per routed encoder of the full set, per category and overall;
+    plus notes. ``categories`` maps benchmark -> category."""
     sets = fixed_sets(routes, policies)
     masked = {m: s for m, s in sets.items() if "/mask:" in m}
     trained = {m: s for m, s in sets.items() if m not in masked}
@@ -63,10 +81,12 @@ def encoder_roles(agg: Aggregate, routes: pd.DataFrame, policies: dict[str, str]
         without = set(full_set) - {e}
         cap, mask, retr = find(trained, {e}), find(masked, without, full.split("@")[0]), find(trained, without)
         lacking |= cap is None or (mask is None and retr is None)
+        ranks = mean_erank(routes, full, e, categories)
         for g in groups:
             rows.append({
                 "encoder": e, "group": g, "capacity": at(cap, g), "capacity_vs_shared": at(cap, g) - at(shared, g),
                 "necessity_masked": at(full, g) - at(mask, g), "necessity_retrained": at(full, g) - at(retr, g),
+                "erank": ranks.get(g, float("nan")),
                 "capacity_model": cap, "masked_model": mask, "retrained_model": retr, "full_model": full,
                 "shared_model": shared,
             })

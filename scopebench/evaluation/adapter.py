@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -119,12 +120,14 @@ class ScopeLMM(lmms):
             f.flush()
             os.fsync(f.fileno())
 
-    def _route_record(self, key, task, doc_id, route, probs_row) -> dict:
+    def _route_record(self, key, task, doc_id, route, probs_row, eranks: dict | None, j: int) -> dict:
         names = self.model.cfg.routed_names
+        ranks = {e: float(r[j]) for e, r in (eranks or {}).items() if not math.isnan(float(r[j]))}
         return {
             "key": key, "fingerprint": self.fingerprint, "task": task, "doc_id": int(doc_id),
             "route": "+".join(("shared", *route)), "encoder": route[0] if probs_row is not None and route else "",
             "probs": None if probs_row is None else dict(zip(names, [float(p) for p in probs_row], strict=True)),
+            "eranks": ranks,
         }
 
     # ----- lmms-eval API --------------------------------------------------------------------------
@@ -167,7 +170,7 @@ class ScopeLMM(lmms):
                             text = text.split(stop)[0]
                     results[i] = text
                     rec = self._route_record(key, requests[i].args[4], requests[i].args[3], gen.routes[j],
-                                             None if gen.probs is None else gen.probs[j])
+                                             None if gen.probs is None else gen.probs[j], gen.eranks, j)
                     rec["answer"] = text
                     logged.append(rec)
                 self._log(logged)
@@ -193,14 +196,14 @@ class ScopeLMM(lmms):
                      for i, _, _ in todo], self.canvas,
                 ).to(self._device, next(self.model.parameters()).dtype)
                 start = time.perf_counter()
-                scored, routes, probs = self.model.loglikelihood(
+                scored, routes, probs, eranks = self.model.loglikelihood(
                     images, [requests[i].args[0] for i, _, _ in todo], [c for _, _, c in todo]
                 )
                 self.model_seconds += time.perf_counter() - start
                 for j, (i, key, _) in enumerate(todo):
                     results[i] = scored[j]
                     rec = self._route_record(key, requests[i].args[4], requests[i].args[3], routes[j],
-                                             None if probs is None else probs[j])
+                                             None if probs is None else probs[j], eranks, j)
                     rec["answer"] = list(scored[j])
                     logged.append(rec)
                 self._log(logged)

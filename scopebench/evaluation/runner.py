@@ -24,6 +24,7 @@ import pandas as pd
 from scopebench.errors import ScopebenchError
 from scopebench.suites import Benchmark, Suite, load_suite
 from scopebench.tables import (
+    ERANK_PREFIX,
     PROB_PREFIX,
     atomic_write_text,
     environment,
@@ -129,6 +130,8 @@ def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite
                "sample_score": per_doc.get(doc_id, math.nan)}
         for enc, p in (rec.get("probs") or {}).items():
             row[PROB_PREFIX + enc] = p
+        for enc, r in (rec.get("eranks") or {}).items():
+            row[ERANK_PREFIX + enc] = r
         rows.append(row)
     values = [v for v in per_doc.values() if not math.isnan(v)]
     n = int(results.get("n-samples", {}).get(task, {}).get("effective", len(samples)) or len(samples))

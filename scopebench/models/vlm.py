@@ -37,6 +37,7 @@ class VLMOutput:
     routes: list[Route]
     probs: torch.Tensor | None  # (B, E) router probabilities (None without a router)
     aux: dict[str, torch.Tensor]
+    eranks: dict[str, torch.Tensor] | None = None  # eval mode: encoder -> (B,) effective rank, NaN = not run
 
 
 @dataclass
@@ -44,12 +45,21 @@ class Generation:
     texts: list[str]
     routes: list[Route]
     probs: torch.Tensor | None
+    eranks: dict[str, torch.Tensor] | None = None  # encoder -> (B,) effective rank, NaN = not run
 
 
 def _projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
     if kind == "linear":
         return nn.Linear(in_dim, out_dim)
     return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+
+
+def effective_rank(feats: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) -> (B,): entropy effective rank exp(H(p)), p = s / sum(s), s = singular values of each
+    sample's (tokens x channels) feature matrix (Roy & Vetterli 2007)."""
+    s = torch.linalg.svdvals(feats.detach().float())
+    p = s / s.sum(-1, keepdim=True).clamp_min(1e-12)
+    return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(-1))
 
 
 def resample_tokens(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -162,25 +172,34 @@ class MultiEncoderVLM(nn.Module):
         return [self.paths()[0]] * b, probs
 
     # ----- visual tokens ------------------------------------------------------------------
-    def visual_tokens(self, images: torch.Tensor, route: Route, shared_feats: torch.Tensor) -> torch.Tensor:
-        """Visual tokens (b, N_route, D) for samples that all take ``route``."""
+    def visual_tokens(
+        self, images: torch.Tensor, route: Route, shared_feats: torch.Tensor, ranks: dict | None = None
+    ) -> torch.Tensor:
+        """Visual tokens (b, N_route, D) for samples that all take ``route``.
+
+        ``ranks``: if given, receives each routed encoder's per-sample effective rank (pre-projector)."""
+        feats = {e: self.routed[e](images) for e in route}
+        if ranks is not None:
+            ranks.update({e: effective_rank(f) for e, f in feats.items()})
         if self.cfg.fusion == "channel":
             key = self._channel_key(route)
             parts = [shared_feats]
             for e in key.split("+")[1:]:
-                feats = resample_tokens(self.routed[e](images), shared_feats.shape[1])
-                parts.append(feats if e in route else torch.zeros_like(feats))
+                if e in route:
+                    parts.append(resample_tokens(feats[e], shared_feats.shape[1]))
+                else:  # masked: zeros of the shape its features would have
+                    parts.append(shared_feats.new_zeros(*shared_feats.shape[:2], self.routed[e].width))
             return self.projectors[key](torch.cat(parts, dim=-1))
         tokens = self.projectors["shared"](shared_feats)
         if self.policy.kind == "token_moe":
-            return torch.cat([tokens, self._token_moe(images, route, tokens)], dim=1)
-        return torch.cat([tokens] + [self.projectors[e](self.routed[e](images)) for e in route], dim=1)
+            return torch.cat([tokens, self._token_moe(feats, tokens)], dim=1)
+        return torch.cat([tokens] + [self.projectors[e](feats[e]) for e in route], dim=1)
 
-    def _token_moe(self, images: torch.Tensor, route: Route, shared_tokens: torch.Tensor) -> torch.Tensor:
+    def _token_moe(self, feats: dict[str, torch.Tensor], shared_tokens: torch.Tensor) -> torch.Tensor:
         """Per-token top-1 gating over the routed encoders' projected (and resampled) tokens."""
-        n = shared_tokens.shape[1]
+        n, route = shared_tokens.shape[1], tuple(feats)
         experts = torch.stack(
-            [resample_tokens(self.projectors[e](self.routed[e](images)), n) for e in route], dim=2
+            [resample_tokens(self.projectors[e](feats[e]), n) for e in route], dim=2
         )  # (b, n, E_avail, D)
         cols = [self.cfg.routed_names.index(e) for e in route]
         gate = self.gate(shared_tokens)[..., cols].softmax(-1)  # (b, n, E_avail)
@@ -217,9 +236,10 @@ class MultiEncoderVLM(nn.Module):
         vocab = self.llm.get_output_embeddings().out_features
         logits = text.new_zeros(b, t, vocab)
         nll = text.new_zeros(b) if labels is not None else None
+        eranks = None if self.training else self._rank_table(shared_feats)
         for route, idx in groups.items():
             ix = torch.tensor(idx, device=images.device)
-            vis = self.visual_tokens(images[ix], route, shared_feats[ix])
+            vis = self._group_tokens(images, route, shared_feats, ix, eranks)
             if probs is not None and self.training and route:
                 col = self.cfg.routed_names.index(route[0])
                 p = probs[ix, col].to(vis.dtype)
@@ -243,7 +263,7 @@ class MultiEncoderVLM(nn.Module):
             if probs is not None and self.training:
                 aux.update(router_losses(probs, self.cfg.router))
                 loss = loss + aux["router_loss"]
-        return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux)
+        return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux, eranks=eranks)
 
     def _llm_logits(self, vis: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Run the LLM on [visual; text]; return the prediction for each text position (b, T, V)."""
@@ -282,13 +302,29 @@ class MultiEncoderVLM(nn.Module):
         groups: dict[Route, list[int]] = {}
         for i, r in enumerate(routes):
             groups.setdefault(r, []).append(i)
+        eranks = self._rank_table(shared_feats)
         for route, idx in groups.items():
             ix = torch.tensor(idx, device=images.device)
-            vis = self.visual_tokens(images[ix], route, shared_feats[ix])
+            vis = self._group_tokens(images, route, shared_feats, ix, eranks)
             tokens = self._greedy(vis, text[ix], mask[ix], max_new, tok.eos_token_id)
             for j, seq in zip(idx, tokens, strict=True):
                 out[j] = tok.decode(seq, skip_special_tokens=True).strip()
-        return Generation(texts=out, routes=routes, probs=probs)
+        return Generation(texts=out, routes=routes, probs=probs, eranks=eranks)
+
+    def _rank_table(self, shared_feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample effective ranks of each encoder's pre-projector features: "shared" and every routed
+        encoder, NaN where the sample's route did not run it. Filled in by :meth:`_group_tokens`."""
+        table = {name: shared_feats.new_full((shared_feats.shape[0],), float("nan"), dtype=torch.float32)
+                 for name in self.cfg.routed_names}
+        return {"shared": effective_rank(shared_feats), **table}
+
+    def _group_tokens(self, images, route: Route, shared_feats, ix: torch.Tensor, eranks: dict | None) -> torch.Tensor:
+        """Visual tokens of the samples ``ix`` that take ``route``; their effective ranks go into ``eranks``."""
+        ranks = None if eranks is None else {}
+        vis = self.visual_tokens(images[ix], route, shared_feats[ix], ranks)
+        for e, r in (ranks or {}).items():
+            eranks[e][ix] = r
+        return vis
 
     def _greedy(self, vis, text, mask, max_new: int, eos: int | None) -> list[list[int]]:
         """KV-cached greedy decoding over left-padded [visual; prompt] sequences."""
@@ -342,7 +378,7 @@ class MultiEncoderVLM(nn.Module):
             lp = logp[k][sel].gather(-1, target[:, None]).sum().item()
             greedy = bool((logp[k][sel].argmax(-1) == target).all())
             results.append((lp, greedy))
-        return results, out.routes, out.probs
+        return results, out.routes, out.probs, out.eranks
 
 
 def _masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

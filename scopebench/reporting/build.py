@@ -173,6 +173,7 @@ def build_report(
     models["delta_n"] = models["delta_n"].astype("Int64")
     models = models[[*_FIRST, *cats.columns, *agg.benchmarks.columns, *_LAST]]
     routing, oracle = _routing(runs.routes, runs.suite, notes)
-    roles, role_notes = encoder_roles(agg, runs.routes, runs.policies)
+    categories = {b.name: b.category for b in runs.suite.benchmarks}
+    roles, role_notes = encoder_roles(agg, runs.routes, runs.policies, categories)
     return Report(runs.suite, runs.dirs, agg, models, expected, _paths(runs.costs), routing, oracle, roles,
                   notes + role_notes)

@@ -183,17 +183,20 @@ def roles_section(report: Report) -> list[Section]:
         if rec["group"] == OVERALL:
             bold.add(len(rows))
         rows.append([rec["encoder"], rec["group"], num(rec["capacity"]), num(rec["capacity_vs_shared"], "+.1f"),
-                     num(rec["necessity_masked"], "+.1f"), num(rec["necessity_retrained"], "+.1f")])
+                     num(rec["necessity_masked"], "+.1f"), num(rec["necessity_retrained"], "+.1f"),
+                     num(rec["erank"], ".1f")])
     first = r.iloc[0]
     used = [f"full set: {first['full_model']}", f"shared only: {first['shared_model'] or '–'}"]
     for col, label in (("capacity_model", "Capacity"), ("masked_model", "masked"), ("retrained_model", "retrained")):
         found = [m for m in dict.fromkeys(r[col]) if isinstance(m, str)]
         used.append(f"{label}: {', '.join(found) or '–'}")
     return [Section(
-        "Encoder roles", ["encoder", "category", "Capacity", "vs shared", "Necessity (masked)", "Necessity (retrained)"],
+        "Encoder roles",
+        ["encoder", "category", "Capacity", "vs shared", "Necessity (masked)", "Necessity (retrained)", "eff. rank"],
         rows,
         "Capacity = score with the encoder alone beside the shared encoder; Necessity = full-set score minus "
         "the score without the encoder, masked at inference or retrained without it (points, 0-100); "
+        "eff. rank = mean entropy effective rank of its pre-projector features in the full model; "
         + "; ".join(used),
         bold, text=(0, 1),
     )]
