@@ -189,7 +189,8 @@ def test_encoder_roles_known_answers(run_dir, tmp_path):
     assert any("need more runs" in n for n in doc["notes"]) and not any("several full-set" in n for n in doc["notes"])
     markdown = invoke(run, "--format", "markdown").stdout
     assert "## Encoder roles" in markdown and "masked: demo-baseline-all@all/mask:vit_hr" in markdown
-    assert "Encoder roles" in invoke(run).stdout
+    assert "Encoder roles" in invoke(run, "--plot", tmp_path / "plots").stdout
+    assert (tmp_path / "plots" / "encoder_roles.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _one_line_error(result, *needles):

@@ -1,5 +1,5 @@
 """Report plots with matplotlib (Agg): accuracy vs compute with the Pareto front, per-category bars,
-routing heatmap, latency per path. Each is written as PNG and SVG."""
+routing heatmap, latency per path, encoder roles. Each is written as PNG and SVG."""
 
 from __future__ import annotations
 
@@ -156,6 +156,39 @@ def latency(report: Report):
     return fig
 
 
+ROLE_MEASURES = {"capacity_vs_shared": "Capacity - shared only", "necessity_masked": "Necessity (masked)",
+                 "necessity_retrained": "Necessity (retrained)"}
+
+
+def encoder_roles(report: Report):
+    """Overall Capacity gain and Necessity per routed encoder (points); effective rank beside them."""
+    plt = _plt()
+    r = report.roles[report.roles["group"] == OVERALL].reset_index(drop=True)
+    measures = [c for c in ROLE_MEASURES if r[c].notna().any()]
+    ranked = r["erank"].notna().any()
+    fig, axes = plt.subplots(1, 2 if ranked else 1, figsize=(9 if ranked else 6.5, 3.8), layout="constrained",
+                             squeeze=False, width_ratios=[2, 1] if ranked else None)
+    ax, pos = axes[0][0], np.arange(len(r))
+    width = 0.8 / max(len(measures), 1)
+    for i, c in enumerate(measures):
+        ax.bar(pos + (i - (len(measures) - 1) / 2) * width, r[c].to_numpy(float), width, label=ROLE_MEASURES[c], color=f"C{i}")
+    ax.axhline(0, c="0.3", lw=0.8)
+    ax.set_xticks(pos, r["encoder"])
+    ax.set_ylabel("overall score difference (points, 0-100)")
+    ax.set_xlabel("routed encoder")
+    ax.set_title(f"Encoder roles vs {r['full_model'].iloc[0]} (full set)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    if ranked:
+        ax2 = axes[0][1]
+        ax2.bar(pos, r["erank"].to_numpy(float), 0.6, color="0.5")
+        ax2.set_xticks(pos, r["encoder"])
+        ax2.set_ylabel("effective rank of pre-projector features")
+        ax2.set_title("Effective rank (full model)")
+        ax2.grid(axis="y", alpha=0.3)
+    return fig
+
+
 def figures(report: Report) -> dict[str, object]:
     """The report's figures by file stem (only those the data supports: no compute plot without costs)."""
     m = report.models
@@ -167,6 +200,8 @@ def figures(report: Report) -> dict[str, object]:
         figs["routing_heatmap"] = routing_heatmap(report)
     if len(report.paths) and report.paths["latency_median_ms"].notna().any():
         figs["latency"] = latency(report)
+    if len(report.roles):
+        figs["encoder_roles"] = encoder_roles(report)
     return figs
 
 
