@@ -155,13 +155,14 @@ def test_router_losses_known_answers():
 def test_effective_rank_known_answers():
     from scopebench.models.vlm import effective_rank
 
-    eye = torch.zeros(3, 16, 8)
+    eye = torch.zeros(4, 16, 8)
     eye[0, :3, :3] = 2 * torch.eye(3)  # three equal singular values -> 3
     eye[1, :, 0] = torch.arange(16.0)  # rank one -> 1
     eye[2] = torch.randn(16, 8)
+    eye[3, 0, 0] = float("inf")  # overflowed features -> NaN, not an error
     got = effective_rank(eye)
     assert got[0].item() == pytest.approx(3.0) and got[1].item() == pytest.approx(1.0)
-    assert 1.0 < got[2].item() <= 8.0
+    assert 1.0 < got[2].item() <= 8.0 and got[3].isnan()
 
 
 def test_eval_mode_reports_effective_ranks_of_the_encoders_that_ran(make_model):

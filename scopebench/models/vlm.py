@@ -56,10 +56,15 @@ def _projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
 
 def effective_rank(feats: torch.Tensor) -> torch.Tensor:
     """(B, N, C) -> (B,): entropy effective rank exp(H(p)), p = s / sum(s), s = singular values of each
-    sample's (tokens x channels) feature matrix (Roy & Vetterli 2007)."""
-    s = torch.linalg.svdvals(feats.detach().float())
-    p = s / s.sum(-1, keepdim=True).clamp_min(1e-12)
-    return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(-1))
+    sample's (tokens x channels) feature matrix (Roy & Vetterli 2007); NaN for non-finite features."""
+    x = feats.detach().float()
+    finite = torch.isfinite(x).flatten(1).all(1)
+    out = x.new_full(finite.shape, float("nan"))
+    if finite.any():
+        s = torch.linalg.svdvals(x[finite])
+        p = s / s.sum(-1, keepdim=True).clamp_min(1e-12)
+        out[finite] = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(-1))
+    return out
 
 
 def resample_tokens(x: torch.Tensor, n: int) -> torch.Tensor:
