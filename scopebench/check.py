@@ -173,7 +173,7 @@ def run_check(
         print(json.dumps({
             "passed": passed, "run": str(run_dir), "baseline": str(baseline),
             "tolerances": {"score_points": tolerance, "route_percent": route_tolerance, "cost_percent": cost_tolerance},
-            "versions_changed": {k: {"baseline": a, "run": b} for k, a, b in ((k, *v) for k, v in changed.items())},
+            "versions_changed": {k: {"baseline": a, "run": b} for k, (a, b) in changed.items()},
             "notes": notes, "findings": [asdict(f) for f in findings],
         }, indent=2))
     else:
