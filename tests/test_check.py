@@ -112,13 +112,22 @@ def test_run_without_costs_misses_them_once_per_model(run, baseline):
     assert code == 1 and len(missing) == 6 and {k[2] for k in missing} == {"costs table"}
 
 
-def test_baseline_as_scores_file_and_versions(run, baseline, tmp_path):
+def test_baseline_as_scores_file(run, baseline, tmp_path):
     scores = tmp_path / "release_scores.csv"
     load_table(baseline, "scores").to_csv(scores, index=False)
-    write_manifest(run, {"suite": "cambrian16", "versions": {"torch": "2.15.0"}})
     code, report = check(run, scores)
     assert code == 0 and {f["check"] for f in report["findings"]} == {"score"}
     assert any("routes not checked" in n for n in report["notes"])
+
+
+def test_changed_versions_are_listed(run, baseline, tmp_path):
+    release = shutil.copytree(baseline, tmp_path / "release")
+    write_manifest(release, {"suite": "cambrian16", "versions": {"torch": "2.14.1", "timm": "1.0.0"}})
+    write_manifest(run, {"suite": "cambrian16", "versions": {"torch": "2.15.0", "timm": "1.0.0"}})
+    code, report = check(run, release)
+    assert code == 0 and report["versions_changed"] == {"torch": {"baseline": "2.14.1", "run": "2.15.0"}}
+    result = runner.invoke(app, ["check", str(run), "--baseline", str(release)])
+    assert "version changed: torch 2.14.1 -> 2.15.0" in result.stdout
 
 
 def test_table_output_names_the_regression(run, baseline):
