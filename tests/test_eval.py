@@ -209,4 +209,5 @@ def test_masked_demo_model(tmp_path):
     routes = pd.read_parquet(tmp_path / "routes.parquet")
     assert set(routes["model"]) == {"demo-baseline-all@all/mask:conv"} and set(routes["route"]) == {"shared+hires+clip"}
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["models"]["demo-baseline-all@all/mask:conv"]["fingerprint"].split("|")[2] == "all/mask:conv"
+    entry = manifest["models"]["demo-baseline-all@all/mask:conv"]
+    assert entry["fingerprint"].split("|")[2] == "all/mask:conv" and entry["trained_policy"] == "all"

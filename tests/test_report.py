@@ -147,13 +147,15 @@ def test_explicit_reference_in_the_python_api(run_dir, tmp_path):
         run_report([run_dir], scores=None, fmt="json", plot_dir=None, output=out, reference="nope")
 
 
-def _variant(run_dir, base: str, name: str, encoders: list[str], shift: float) -> None:
-    """Add model ``name``: ``base``'s scores + ``shift`` on every benchmark, one route over ``encoders``."""
+def _variant(run_dir, base: str, name: str, encoders: list[str], shift: float, first: bool = False) -> None:
+    """Add model ``name``: ``base``'s scores + ``shift`` on every benchmark, one route over ``encoders``
+    (its rows before every other model's when ``first``)."""
     scores, routes = load_table(run_dir, "scores"), load_table(run_dir, "routes")
     new_scores = scores[scores["model"] == base].assign(model=name, score=lambda d: d["score"] + shift)
     new_routes = routes[routes["model"] == base].assign(model=name, route="+".join(["shared", *encoders]))
-    save_table(run_dir, "scores", pd.concat([scores, new_scores], ignore_index=True))
-    save_table(run_dir, "routes", pd.concat([routes, new_routes], ignore_index=True))
+    order = (lambda old, new: [new, old]) if first else (lambda old, new: [old, new])
+    save_table(run_dir, "scores", pd.concat(order(scores, new_scores), ignore_index=True))
+    save_table(run_dir, "routes", pd.concat(order(routes, new_routes), ignore_index=True))
 
 
 def test_encoder_roles_known_answers(run_dir, tmp_path):
@@ -163,7 +165,12 @@ def test_encoder_roles_known_answers(run_dir, tmp_path):
     _variant(run, "demo-baseline-all", "demo-baseline-all@all/mask:vit_hr", rest, -4.0)
     _variant(run, "demo-baseline-all", "baseline-2-no-vit_hr", rest, -1.5)
     _variant(run, "demo-baseline-all", "token-moe", ENCODERS, +9.0)  # one constant all-encoders route, like Baseline-all
-    write_manifest(run, {"suite": "cambrian16", "models": {"token-moe": {"fingerprint": "scope|token-moe|token_moe|0"}}})
+    _variant(run, "demo-baseline-1-vit_hr", "demo-scope@fixed:vit_hr", ["vit_hr"], +20.0, first=True)  # a forced path
+    write_manifest(run, {"suite": "cambrian16", "models": {
+        "token-moe": {"fingerprint": "scope|token-moe|token_moe|0"},
+        "demo-scope@fixed:vit_hr": {"fingerprint": "scope|demo-scope@fixed:vit_hr|fixed:vit_hr|0", "trained_policy": "router"},
+        "demo-baseline-1-vit_hr": {"fingerprint": "scope|demo-baseline-1-vit_hr|fixed:vit_hr|0", "trained_policy": "fixed:vit_hr"},
+    }})
     routes = load_table(run, "routes")
     full = routes["model"] == "demo-baseline-all"
     ocr = routes["benchmark"].isin(["ChartQA", "OCRBench", "TextVQA", "DocVQA"])

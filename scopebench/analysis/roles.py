@@ -52,13 +52,17 @@ def mean_erank(routes: pd.DataFrame, model: str, encoder: str, categories: dict[
 
 
 def encoder_roles(
-    agg: Aggregate, routes: pd.DataFrame, policies: dict[str, str], categories: dict[str, str]
+    agg: Aggregate, routes: pd.DataFrame, policies: dict[str, str], categories: dict[str, str],
+    trained_policies: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Capacity, Necessity and effective rank per routed encoder of the full set, per category and overall;
-    plus notes. ``categories`` maps benchmark -> category."""
+    plus notes. ``categories`` maps benchmark -> category; ``policies`` / ``trained_policies`` map a model
+    to the policy it ran with and its checkpoint's own (a run of ``demo-scope@fixed:hires`` is neither a
+    trained Baseline-1 nor a masked full model, and takes no part)."""
     sets = fixed_sets(routes, policies)
-    masked = {m: s for m, s in sets.items() if "/mask:" in m}
-    trained = {m: s for m, s in sets.items() if m not in masked}
+    own = trained_policies or {}
+    masked = {m: s for m, s in sets.items() if "/mask:" in policies.get(m, m)}
+    trained = {m: s for m, s in sets.items() if m not in masked and own.get(m, policies.get(m)) == policies.get(m)}
     if not trained or max(map(len, trained.values())) < 2:
         return pd.DataFrame(columns=COLUMNS), []
     size = max(map(len, trained.values()))

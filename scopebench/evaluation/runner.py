@@ -185,6 +185,7 @@ def run_eval(
 ) -> None:
     """Evaluate ``models`` on ``suite`` and write / extend the run directory; print the scores."""
     from scopebench.evaluation.adapter import model_fingerprint
+    from scopebench.models.registry import resolve
 
     suite_obj = load_suite(suite)
     benches = suite_obj.select(tasks)
@@ -211,8 +212,8 @@ def run_eval(
         "suite": suite_obj.name, "suite_file": str(suite_obj.source), "judge": judge, "limit": limit,
         "batch_size": batch_size, "device": device, **environment(),
     })
-    manifest.setdefault("models", {}).update(
-        {names[r]: {"ref": r, "fingerprint": fingerprints[names[r]]} for r in refs})
+    manifest.setdefault("models", {}).update({names[r]: {
+        "ref": r, "fingerprint": fingerprints[names[r]], "trained_policy": resolve(r)[1].policy} for r in refs})
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)

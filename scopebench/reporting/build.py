@@ -174,6 +174,6 @@ def build_report(
     models = models[[*_FIRST, *cats.columns, *agg.benchmarks.columns, *_LAST]]
     routing, oracle = _routing(runs.routes, runs.suite, notes)
     categories = {b.name: b.category for b in runs.suite.benchmarks}
-    roles, role_notes = encoder_roles(agg, runs.routes, runs.policies, categories)
+    roles, role_notes = encoder_roles(agg, runs.routes, runs.policies, categories, runs.trained_policies)
     return Report(runs.suite, runs.dirs, agg, models, expected, _paths(runs.costs), routing, oracle, roles,
                   notes + role_notes)

@@ -22,7 +22,8 @@ class Runs:
     routes: pd.DataFrame
     costs: pd.DataFrame
     notes: list[str] = field(default_factory=list)
-    policies: dict[str, str] = field(default_factory=dict)  # model -> policy, from the manifests' fingerprints
+    policies: dict[str, str] = field(default_factory=dict)  # model -> policy it ran with (manifest fingerprint)
+    trained_policies: dict[str, str] = field(default_factory=dict)  # model -> its checkpoint's own policy
 
 
 def _suite_of(run_dir: Path, scores: pd.DataFrame) -> str:
@@ -68,7 +69,7 @@ def load_runs(run_dirs: list[Path]) -> Runs:
     frames: dict[str, list[pd.DataFrame]] = {"scores": [], "routes": [], "costs": []}
     suites: dict[str, Path] = {}
     suite = None
-    notes, policies = [], {}
+    notes, policies, trained = [], {}, {}
     for run in map(Path, run_dirs):
         if not run.is_dir():
             raise ScopebenchError(f"{run}: not a directory; pass a run directory written by `scopebench eval`")
@@ -89,6 +90,8 @@ def load_runs(run_dirs: list[Path]) -> Runs:
             parts = str(entry.get("fingerprint", "")).split("|") if isinstance(entry, dict) else []
             if len(parts) == 4:  # scope|name|policy|hash
                 policies[model] = parts[2]
+            if isinstance(entry, dict) and entry.get("trained_policy"):
+                trained[model] = str(entry["trained_policy"])
         if costs.empty:
             notes.append(f"{run}: no costs: run `scopebench flops MODEL --output {run}`")
         frames["scores"].append(_to_suite_names(scores, suite, table_path(run, "scores")).assign(run=str(run)))
@@ -103,7 +106,7 @@ def load_runs(run_dirs: list[Path]) -> Runs:
     routes["encoder"] = routes["encoder"].fillna("").astype(str)
     scores["score"] = pd.to_numeric(scores["score"], errors="coerce")
     routes["sample_score"] = pd.to_numeric(routes["sample_score"], errors="coerce")
-    return Runs(suite, [Path(d) for d in run_dirs], scores.assign(source="run"), routes, costs, notes, policies)
+    return Runs(suite, [Path(d) for d in run_dirs], scores.assign(source="run"), routes, costs, notes, policies, trained)
 
 
 def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
