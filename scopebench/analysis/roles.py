@@ -6,7 +6,6 @@
   *masked*: the full model's own checkpoint with e dropped at inference (``FULL@all/mask:e``);
   *retrained*: a separately trained model whose one route is the full set minus e.
   The two can rank encoders differently; both are reported side by side.
-
 * effective rank: the mean entropy effective rank of e's pre-projector features in the full model,
   which runs every encoder on every sample (``erank:<encoder>`` columns of the routes table).
 
@@ -68,6 +67,7 @@ def encoder_roles(
     size = max(map(len, trained.values()))
     fulls = [m for m, s in trained.items() if len(s) == size]
     full, full_set = fulls[0], trained[fulls[0]]
+    checkpoint = full.split("@")[0]  # masked runs are named CHECKPOINT@<policy>/mask:e
     notes = [f"encoder roles: several full-set models ({', '.join(fulls)}); Necessity is taken against {full}"] \
         if len(fulls) > 1 else []
 
@@ -83,7 +83,7 @@ def encoder_roles(
     rows, lacking = [], False
     for e in full_set:
         without = set(full_set) - {e}
-        cap, mask, retr = find(trained, {e}), find(masked, without, full.split("@")[0]), find(trained, without)
+        cap, mask, retr = find(trained, {e}), find(masked, without, checkpoint), find(trained, without)
         lacking |= cap is None or (mask is None and retr is None)
         ranks = mean_erank(routes, full, e, categories)
         for g in groups:
@@ -97,6 +97,6 @@ def encoder_roles(
     if lacking:
         notes.append(
             f"encoder roles: some values need more runs: Capacity(e) a model on route shared+e; Necessity(e) "
-            f"`{full.split('@')[0]}@all/mask:e` (masked) or a model trained on the full set minus e"
+            f"`{checkpoint}@all/mask:e` (masked) or a model trained on the full set minus e"
         )
     return pd.DataFrame(rows, columns=COLUMNS), notes

@@ -46,18 +46,19 @@ def default_models() -> list[str]:
     return names
 
 
-def _model_names(refs: list[str]) -> dict[str, str]:
-    """Reference -> display name (the config's name); names must be unique within a run."""
+def _model_names(refs: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Reference -> display name (the config's name; unique within a run), and -> its trained policy."""
     from scopebench.models.registry import resolve
 
     names: dict[str, str] = {}
+    trained: dict[str, str] = {}
     for ref in refs:
         kind, cfg, _ = resolve(ref)
         name = ref if kind == "preset" else cfg.name
         if name in names.values():
             raise ScopebenchError(f"two models are named '{name}'; evaluate them into different --output folders")
-        names[ref] = name
-    return names
+        names[ref], trained[ref] = name, cfg.policy
+    return names, trained
 
 
 def check_run_dir(out: Path, suite: Suite, fingerprints: dict[str, str]) -> dict[str, Any]:
@@ -185,12 +186,11 @@ def run_eval(
 ) -> None:
     """Evaluate ``models`` on ``suite`` and write / extend the run directory; print the scores."""
     from scopebench.evaluation.adapter import model_fingerprint
-    from scopebench.models.registry import resolve
 
     suite_obj = load_suite(suite)
     benches = suite_obj.select(tasks)
     refs = models or default_models()
-    names = _model_names(refs)
+    names, trained = _model_names(refs)
     fingerprints = {names[r]: model_fingerprint(r) for r in refs}
     out = Path(output or Path("runs") / suite_obj.name)
     manifest = check_run_dir(out, suite_obj, fingerprints)
@@ -213,7 +213,7 @@ def run_eval(
         "batch_size": batch_size, "device": device, **environment(),
     })
     manifest.setdefault("models", {}).update({names[r]: {
-        "ref": r, "fingerprint": fingerprints[names[r]], "trained_policy": resolve(r)[1].policy} for r in refs})
+        "ref": r, "fingerprint": fingerprints[names[r]], "trained_policy": trained[r]} for r in refs})
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)

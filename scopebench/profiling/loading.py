@@ -77,7 +77,7 @@ def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
         model = build_model(cfg)
         if folder is not None:
             notes.append("--image-size changes the encoders: counted with random weights (counts do not depend on them)")
-    if (policy := inference_policy(ref)[1]) is not None:  # CHECKPOINT@POLICY built without load_model
+    if (policy := inference_policy(ref)[1]) is not None:  # CHECKPOINT@POLICY; build_model ignores it
         model.set_policy(policy)
     return Target(label, kind, model.eval(), False, notes)
 

@@ -26,8 +26,8 @@ class Runs:
     trained_policies: dict[str, str] = field(default_factory=dict)  # model -> its checkpoint's own policy
 
 
-def _suite_of(run_dir: Path, scores: pd.DataFrame) -> str:
-    name = read_manifest(run_dir).get("suite")
+def _suite_of(run_dir: Path, manifest: dict, scores: pd.DataFrame) -> str:
+    name = manifest.get("suite")
     if name:
         return str(name)
     found = sorted(set(scores["suite"].dropna().astype(str)))
@@ -38,6 +38,21 @@ def _suite_of(run_dir: Path, scores: pd.DataFrame) -> str:
             "add \"suite\": NAME to manifest.json"
         )
     return found[0]
+
+
+def _policies(manifest: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """Model -> the policy it ran with (from its fingerprint ``scope|name|policy|hash``), and -> its
+    checkpoint's own policy (``trained_policy``), for the models a run's manifest lists."""
+    ran, trained = {}, {}
+    for model, entry in manifest.get("models", {}).items():
+        if not isinstance(entry, dict):
+            continue
+        parts = str(entry.get("fingerprint", "")).split("|")
+        if len(parts) == 4:
+            ran[model] = parts[2]
+        if entry.get("trained_policy"):
+            trained[model] = str(entry["trained_policy"])
+    return ran, trained
 
 
 def _to_suite_names(df: pd.DataFrame, suite: Suite, where: Path) -> pd.DataFrame:
@@ -76,7 +91,8 @@ def load_runs(run_dirs: list[Path]) -> Runs:
         scores = load_table(run, "scores")
         if scores.empty:
             raise ScopebenchError(f"{table_path(run, 'scores')}: no rows; evaluate a model with `scopebench eval`")
-        name = _suite_of(run, scores)
+        manifest = read_manifest(run)
+        name = _suite_of(run, manifest, scores)
         suite = load_suite(name)
         suites.setdefault(suite.name, run)
         if len(suites) > 1:
@@ -86,12 +102,9 @@ def load_runs(run_dirs: list[Path]) -> Runs:
             )
         routes = load_table(run, "routes")
         costs = load_table(run, "costs", required=False)
-        for model, entry in read_manifest(run).get("models", {}).items():
-            parts = str(entry.get("fingerprint", "")).split("|") if isinstance(entry, dict) else []
-            if len(parts) == 4:  # scope|name|policy|hash
-                policies[model] = parts[2]
-            if isinstance(entry, dict) and entry.get("trained_policy"):
-                trained[model] = str(entry["trained_policy"])
+        ran, own = _policies(manifest)
+        policies.update(ran)
+        trained.update(own)
         if costs.empty:
             notes.append(f"{run}: no costs: run `scopebench flops MODEL --output {run}`")
         frames["scores"].append(_to_suite_names(scores, suite, table_path(run, "scores")).assign(run=str(run)))
