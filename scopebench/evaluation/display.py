@@ -21,6 +21,7 @@ def score_summary(out: Path, suite: Suite, wanted: set[tuple[str, str]]) -> dict
     """{model: {benchmarks, categories, overall, partial}} for the (model, benchmark) pairs asked for.
 
     Category and overall values are plain means; a group with missing benchmarks is marked partial.
+    Values are unrounded: rounding before averaging (or twice) can flip the printed digit.
     """
     scores = load_table(out, "scores")
     scores = scores[[(m, b) in wanted for m, b in zip(scores["model"], scores["benchmark"], strict=True)]]
@@ -28,13 +29,13 @@ def score_summary(out: Path, suite: Suite, wanted: set[tuple[str, str]]) -> dict
     summary = {}
     for model in agg.benchmarks.index:
         row = agg.benchmarks.loc[model]
-        bench = {b: round(float(v), 2) for b, v in row.items() if not math.isnan(v)}
+        bench = {b: float(v) for b, v in row.items() if not math.isnan(v)}
         groups, partial = {}, []
         for group in [*suite.categories, OVERALL]:
             members = [b.name for b in suite.benchmarks if group in (OVERALL, b.category)]
             present = [bench[b] for b in members if b in bench]
             if present:
-                groups[group] = round(sum(present) / len(present), 2)
+                groups[group] = sum(present) / len(present)
                 if len(present) < len(members):
                     partial.append(group)
         summary[model] = {"benchmarks": bench, "categories": {g: v for g, v in groups.items() if g != OVERALL},
@@ -46,7 +47,11 @@ def print_scores(out: Path, suite: Suite, wanted: set[tuple[str, str]], json_out
     """Rich table (or JSON on stdout) of the scores just computed."""
     summary = score_summary(out, suite, wanted)
     if json_out:
-        print(json.dumps({"suite": suite.name, "run_dir": str(out), "unit": "score 0-100", "models": summary}, indent=2))
+        models = {m: s | {"benchmarks": {b: round(v, 2) for b, v in s["benchmarks"].items()},
+                          "categories": {c: round(v, 2) for c, v in s["categories"].items()},
+                          "overall": None if s["overall"] is None else round(s["overall"], 2)}
+                  for m, s in summary.items()}
+        print(json.dumps({"suite": suite.name, "run_dir": str(out), "unit": "score 0-100", "models": models}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
