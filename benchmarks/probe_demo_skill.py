@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--llm-layers", type=int, default=None, help="LLM depth (default: the demo's)")
+    ap.add_argument("--tie-embeddings", action="store_true", help="tie the LLM's input and output embeddings")
     ap.add_argument("--text-pretrain", type=int, default=0, metavar="STEPS",
                     help="first train the LLM alone on lettered prompts that state the answer (lr 1e-3)")
     ap.add_argument("--mix-open", action="store_true", help="ask every other training fact as an open question")
@@ -110,6 +111,7 @@ def main() -> None:
     cfg = recipe.demo_config("probe", "shared_only", len(tok)) | {"seed": args.seed}
     if args.llm_layers:
         cfg["llm"]["config"]["num_hidden_layers"] = args.llm_layers
+    cfg["llm"]["config"]["tie_word_embeddings"] = args.tie_embeddings
     model = build_model(config_from_dict(cfg, "demo"), tok)
     if args.position_std:
         recipe.init_position_embeddings(model, args.position_std)
