@@ -36,24 +36,32 @@ ROUTER_KINDS = ("router", "router_topk")
 
 @dataclass(frozen=True)
 class Policy:
-    """Which encoders a sample uses. ``encoders``: the fixed set; ``k``: top-k; ``masked``: dropped at inference."""
+    """Which encoders a sample uses. ``encoders``: the fixed set; ``k``: top-k; ``masked``: dropped at inference;
+    ``blind``: every image replaced by a black one (vision disabled: what the LLM answers from text alone)."""
 
     kind: str
     encoders: tuple[str, ...] = ()
     k: int = 1
     masked: tuple[str, ...] = ()
+    blind: bool = False
 
     @classmethod
     def parse(cls, text: str, routed: list[str], where: str = "policy") -> Policy:
-        """Parse a policy string against the model's routed encoder names."""
-        base, _, mask = str(text).partition("/mask:")
+        """Parse a policy string, ``KIND[:ARG][/mask:NAMES][/blind]``, against the model's routed encoder names."""
+        text = str(text)
+        if text.removesuffix("/blind") != text:
+            return dataclasses.replace(cls.parse(text.removesuffix("/blind"), routed, where), blind=True)
+        if text == "blind":
+            raise ScopebenchError(f"{where}: write vision-disabled runs as '<policy>/blind', e.g. 'all/blind'")
+        base, _, mask = text.partition("/mask:")
         if base.startswith("mask:"):  # "mask:a" alone: the checkpoint's own policy is applied by the caller
             raise ScopebenchError(f"{where}: write masking as '<policy>/mask:{base[5:]}', e.g. 'all/mask:{base[5:]}'")
         kind, _, arg = base.partition(":")
         if kind not in POLICY_KINDS:
-            close = difflib.get_close_matches(kind, POLICY_KINDS, n=1)
+            close = difflib.get_close_matches(kind, [*POLICY_KINDS, "blind"], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ScopebenchError(f"{where}: unknown policy '{text}'{hint}; choose from {', '.join(POLICY_KINDS)}")
+            raise ScopebenchError(f"{where}: unknown policy '{text}'{hint}; choose from {', '.join(POLICY_KINDS)}, "
+                                  "optionally followed by /mask:NAMES and /blind")
         masked = _names(mask, routed, where) if mask else ()
         if kind == "fixed":
             if not arg:
@@ -77,7 +85,7 @@ class Policy:
 
     def __str__(self) -> str:
         text = {"fixed": f"fixed:{','.join(self.encoders)}", "router_topk": f"router_topk:{self.k}"}.get(self.kind, self.kind)
-        return text + (f"/mask:{','.join(self.masked)}" if self.masked else "")
+        return text + (f"/mask:{','.join(self.masked)}" if self.masked else "") + ("/blind" if self.blind else "")
 
 
 def _names(arg: str, routed: list[str], where: str) -> tuple[str, ...]:

@@ -211,3 +211,19 @@ def test_masked_demo_model(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     entry = manifest["models"]["demo-baseline-all@all/mask:conv"]
     assert entry["fingerprint"].split("|")[2] == "all/mask:conv" and entry["trained_policy"] == "all"
+
+
+def test_blind_demo_model_and_its_vision_gain(run_dir, tmp_path):
+    """DEMO@blind: the demo model's own policy with black images, stored beside it; the report pairs the two."""
+    out = shutil.copytree(run_dir, tmp_path / "run")
+    result = _eval("demo-scope@blind", "--tasks", TASKS, "--limit", "12", "--output", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["models"]["demo-scope@blind"]["fingerprint"].split("|")[2] == "router/blind"
+    report = CliRunner().invoke(app, ["report", str(out), "--format", "json"])
+    assert report.exit_code == 0, report.output
+    scores = pd.read_parquet(out / "scores.parquet").set_index(["model", "benchmark"])["score"]
+    gains = {v["group"]: v for v in json.loads(report.stdout)["vision"] if v["model"] == "demo-scope"}
+    for bench in ("GQA", "DocVQA"):
+        assert gains[bench]["blind_model"] == "demo-scope@blind" and gains[bench]["n"] == 12
+        assert gains[bench]["gain"] == pytest.approx(scores["demo-scope", bench] - scores["demo-scope@blind", bench])

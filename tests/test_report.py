@@ -236,3 +236,46 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
 
     _one_line_error(invoke(run_dir, "--format", "xlsx"), "--format: unknown format 'xlsx'", "table, markdown")
     _one_line_error(invoke(tmp_path / "missing"), "not a directory")
+
+
+def test_vision_dependence_known_answers(run_dir, tmp_path):
+    """A blind run (every sample wrong) beside its model: gain = the model's score, with a bootstrap interval
+    where scores are per-sample means; blind runs are never anyone's baseline; an unpaired one gets a note."""
+    run = shutil.copytree(run_dir, tmp_path / "vision")
+    scores, routes = load_table(run, "scores"), load_table(run, "routes")
+    blind_scores = scores[scores["model"] == "demo-scope"].assign(model="demo-scope@blind", score=0.0)
+    blind_scores.loc[blind_scores["benchmark"] == "MME-P", "score"] = 10.0  # not the mean of its samples: no interval
+    blind_routes = routes[routes["model"] == "demo-scope"].assign(model="demo-scope@blind", sample_score=0.0)
+    orphan = routes[routes["model"] == "demo-baseline-all"].assign(model="demo-baseline-all@all/blind")
+    save_table(run, "scores", pd.concat([scores, blind_scores, scores[scores["model"] == "demo-baseline-all"].assign(
+        model="demo-baseline-all@all/blind")], ignore_index=True))
+    save_table(run, "routes", pd.concat([routes, blind_routes, orphan], ignore_index=True))
+    write_manifest(run, {"suite": "cambrian16", "models": {
+        "demo-scope": {"fingerprint": "scope|demo-scope|router|0"},
+        "demo-scope@blind": {"fingerprint": "scope|demo-scope@blind|router/blind|0", "trained_policy": "router"},
+        "demo-baseline-all@all/blind": {"fingerprint": "scope|x|fixed:vit_hr,convnext,siglip/blind|0"},
+    }})
+    r = invoke(run, "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    seeing = scores[scores["model"] == "demo-scope"].set_index("benchmark")["score"]
+    vision = {x["group"]: x for x in doc["vision"]}
+    assert {x["model"] for x in doc["vision"]} == {"demo-scope"}
+    for bench, score in seeing.items():
+        row = vision[bench]
+        assert row["blind_model"] == "demo-scope@blind" and row["score"] == pytest.approx(score)
+        blind = 10.0 if bench == "MME-P" else 0.0
+        assert row["blind"] == blind and row["gain"] == pytest.approx(score - blind)
+        if bench == "MME-P":
+            assert row["n"] == 0 and row["gain_low"] is None
+        else:
+            assert row["n"] == 30 and 0 < row["gain_low"] < row["gain"] < row["gain_high"]
+    assert vision["Overall"]["gain"] == pytest.approx(seeing.mean() - 10.0 / 16) and vision["Overall"]["n"] == 0
+    assert vision["General"]["n"] == 0 and vision["Knowledge"]["n"] == 120
+    models = {m["model"]: m for m in doc["models"]}
+    assert models["demo-scope"]["reference"] == "demo-baseline-all"
+    assert models["demo-scope@blind"]["reference"] is None and models["demo-baseline-all@all/blind"]["reference"] is None
+    assert any("no vision gain for demo-baseline-all@all/blind" in n and "(demo-baseline-all@all)" in n
+               for n in doc["notes"])
+    markdown = invoke(run, "--format", "markdown").stdout
+    assert "## Vision dependence" in markdown and "demo-scope vs demo-scope@blind" in markdown

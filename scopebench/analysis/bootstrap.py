@@ -51,15 +51,20 @@ def bootstrap_delta(
     )
 
 
-def paired_delta(routes: pd.DataFrame, model: str, reference: str, **kwargs) -> PairedDelta | None:
-    """``model`` minus ``reference`` over their shared scored samples; None when they share none."""
+def paired_samples(routes: pd.DataFrame, model: str, reference: str) -> pd.DataFrame:
+    """(benchmark, doc_id, sample_score_m, sample_score_r) for the samples both models scored."""
     keys = ["benchmark", "doc_id"]
 
     def scored(name: str) -> pd.DataFrame:
         part = routes.loc[routes["model"] == name, [*keys, "sample_score"]]
         return part.dropna(subset=["sample_score"]).drop_duplicates(keys, keep="last")
 
-    both = scored(model).merge(scored(reference), on=keys, suffixes=("_m", "_r"))
+    return scored(model).merge(scored(reference), on=keys, suffixes=("_m", "_r"))
+
+
+def paired_delta(routes: pd.DataFrame, model: str, reference: str, **kwargs) -> PairedDelta | None:
+    """``model`` minus ``reference`` over their shared scored samples; None when they share none."""
+    both = paired_samples(routes, model, reference)
     if both.empty:
         return None
     both["diff"] = both["sample_score_m"].astype(float) - both["sample_score_r"].astype(float)

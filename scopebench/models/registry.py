@@ -6,7 +6,8 @@ A reference is one of
 - a preset name, optionally with a variant or policy: ``scope-paper``, ``scope-paper@baseline-2``,
   ``cambrian-1@fixed:clip,dinov2``;
 - a checkpoint folder or demo model with an inference policy: ``demo-baseline-all@all/mask:conv``
-  (drop ``conv`` from the trained all-encoders model), ``demo-scope@fixed:hires`` (force one path).
+  (drop ``conv`` from the trained all-encoders model), ``demo-scope@fixed:hires`` (force one path),
+  ``demo-scope@blind`` (its own policy with every image black: vision disabled).
   The weights are the checkpoint's; only the selection policy changes.
 """
 
@@ -55,11 +56,14 @@ def with_policy(cfg: ModelConfig, variant: str) -> ModelConfig:
 
 
 def inference_policy(ref: str) -> tuple[str, str | None]:
-    """``CHECKPOINT_OR_DEMO@POLICY`` -> (the checkpoint's reference, POLICY); anything else -> (ref, None)."""
+    """``CHECKPOINT_OR_DEMO@POLICY`` -> (the checkpoint's reference, POLICY); anything else -> (ref, None).
+
+    ``@blind`` is short for the checkpoint's own policy with vision disabled (``<policy>/blind``)."""
     base, _, policy = ref.rpartition("@")
-    if base and (is_checkpoint(Path(base).expanduser()) or base in demo_models()):
-        return base, policy
-    return ref, None
+    folder = Path(base).expanduser() if base and is_checkpoint(Path(base).expanduser()) else demo_models().get(base)
+    if folder is None:
+        return ref, None
+    return base, f"{read_config(folder).policy}/blind" if policy == "blind" else policy
 
 
 def _check_policy(cfg: ModelConfig, policy: str, ref: str) -> None:
@@ -87,7 +91,7 @@ def resolve(ref: str) -> tuple[str, ModelConfig, Path | None]:
     if policy is not None:
         kind, cfg, folder = resolve(base)
         _check_policy(cfg, policy, ref)
-        return kind, dataclasses.replace(cfg, name=f"{cfg.name}@{policy}"), folder
+        return kind, dataclasses.replace(cfg, name=f"{cfg.name}@{ref.rpartition('@')[2]}"), folder
     name, _, variant = ref.partition("@")
     presets = preset_files()
     if name in presets:

@@ -132,6 +132,10 @@ class MultiEncoderVLM(nn.Module):
                 raise ScopebenchError(f"model '{self.cfg.name}' (channel fusion) has no projector for route {route_name(route)}")
         self._rng = torch.Generator().manual_seed(self.cfg.seed)
 
+    def _seen(self, images: torch.Tensor) -> torch.Tensor:
+        """The images the model sees: black under a ``/blind`` policy (same shapes, routes and compute)."""
+        return torch.zeros_like(images) if self.policy.blind else images
+
     def available(self) -> list[str]:
         """Routed encoders the current policy may use (not masked)."""
         return [n for n in self.cfg.routed_names if n not in self.policy.masked]
@@ -228,6 +232,7 @@ class MultiEncoderVLM(nn.Module):
             raise ScopebenchError(f"batch mismatch: {images.shape[0]} images but {input_ids.shape[0]} texts")
         if prompt_mask is None:
             prompt_mask = attention_mask if labels is None else attention_mask * (labels == -100)
+        images = self._seen(images)
         text = self.text_embeddings(input_ids)
         shared_feats = self.shared(images)
         routes, probs = self.choose_routes(shared_feats, text, prompt_mask)
@@ -297,9 +302,12 @@ class MultiEncoderVLM(nn.Module):
     @torch.no_grad()
     def generate(self, images: torch.Tensor, prompts: list[str], max_new_tokens: int | None = None) -> Generation:
         """Greedy answers for raw prompts (the template is applied here), batched by route."""
+        if len(prompts) != images.shape[0]:
+            raise ScopebenchError(f"batch mismatch: {images.shape[0]} images but {len(prompts)} prompts")
         tok = self._tok()
         max_new = max_new_tokens or self.cfg.max_new_tokens
         ids, mask = self.encode_texts([self.format_prompt(p) for p in prompts], images.device)
+        images = self._seen(images)
         text = self.text_embeddings(ids)
         shared_feats = self.shared(images)
         routes, probs = self.choose_routes(shared_feats, text, mask)

@@ -27,6 +27,7 @@ from scopebench.analysis.routing import (
     router_pool,
     routing_stats,
 )
+from scopebench.analysis.vision import blind_pairs, seeing_name, vision_gains
 from scopebench.errors import ScopebenchError
 from scopebench.reporting.inputs import Runs
 from scopebench.suites import Suite
@@ -50,6 +51,7 @@ class Report:
     routing: pd.DataFrame
     oracle: pd.DataFrame
     roles: pd.DataFrame  # per (routed encoder, category / Overall): Capacity and Necessity
+    vision: pd.DataFrame  # per (model with a blind run, benchmark / category / Overall): score, blind, gain
     notes: list[str]
 
 
@@ -162,8 +164,15 @@ def build_report(
         run = runs.scores.loc[runs.scores["model"] == m, "run"].iloc[0]
         if run in costed_runs:  # a run without any costs has one note already
             notes.append(f"no costs for {m}: run `scopebench flops {m} --output {run}`")
-    refs = _references(models, runs.routes, runs.costs, reference)
-    for m in routed_models(runs.routes):
+    blind = blind_pairs(runs.policies, models.loc[models["source"] == "run", "model"].tolist())
+    for m, twin in blind.items():
+        if twin is None:
+            notes.append(f"no vision gain for {m}: evaluate the same model with vision ({seeing_name(m)})")
+    # runs with vision disabled are compared with their own model only, never chosen as baselines
+    seeing = runs.routes[~runs.routes["model"].isin(blind)]
+    refs = _references(models[~models["model"].isin(blind)], seeing, runs.costs[~runs.costs["model"].isin(blind)],
+                       reference)
+    for m in routed_models(seeing):
         if m not in refs and reference is None:
             pool = ", ".join(router_pool(runs.routes, m))
             notes.append(f"no all-encoders baseline for {m}: evaluate a model whose one path holds {pool}")
@@ -172,8 +181,9 @@ def build_report(
     models = models.join(cats, on="model").join(agg.benchmarks, on="model")
     models["delta_n"] = models["delta_n"].astype("Int64")
     models = models[[*_FIRST, *cats.columns, *agg.benchmarks.columns, *_LAST]]
-    routing, oracle = _routing(runs.routes, runs.suite, notes)
+    routing, oracle = _routing(seeing, runs.suite, notes)
     categories = {b.name: b.category for b in runs.suite.benchmarks}
-    roles, role_notes = encoder_roles(agg, runs.routes, runs.policies, categories, runs.trained_policies)
+    roles, role_notes = encoder_roles(agg, seeing, runs.policies, categories, runs.trained_policies)
+    vision = vision_gains(agg, runs.routes, blind, categories, n_resamples, seed)
     return Report(runs.suite, runs.dirs, agg, models, expected, _paths(runs.costs), routing, oracle, roles,
-                  notes + role_notes)
+                  vision, notes + role_notes)

@@ -35,7 +35,10 @@ def flops_unit(values) -> tuple[str, float]:
 
 
 def num(x, fmt: str = ".1f", na: str = "–") -> str:
-    return na if x is None or pd.isna(x) else format(float(x), fmt)
+    if x is None or pd.isna(x):
+        return na
+    text = format(float(x), fmt)
+    return format(0.0, fmt) if text.startswith("-") and float(text) == 0 else text  # no "-0.0"
 
 
 def human(x) -> str:
@@ -202,12 +205,44 @@ def roles_section(report: Report) -> list[Section]:
     )]
 
 
+def vision_section(report: Report) -> list[Section]:
+    """Score with and without vision per benchmark, category and overall (empty without blind runs)."""
+    v = report.vision
+    if v.empty:
+        return []
+    models = list(dict.fromkeys(v["model"]))
+    order = list(dict.fromkeys(v["group"]))
+    cells = {(r["model"], r["group"]): r for r in v.to_dict("records")}
+    rows, bold = [], set()
+    for group in order:
+        level = cells[(models[0], group)]["level"]
+        if level != "benchmark":
+            bold.add(len(rows))
+        row = [group if level == "benchmark" else f"{group} mean" if level == "category" else group]
+        for m in models:
+            r = cells[(m, group)]
+            ci = f" [{num(r['gain_low'], '+.1f')}, {num(r['gain_high'], '+.1f')}]" if r["n"] else ""
+            row += [num(r["score"]), num(r["blind"]), num(r["gain"], "+.1f") + ci]
+        rows.append(row)
+    pairs = ", ".join(f"{m} vs {b}" for m, b in dict.fromkeys(zip(v["model"], v["blind_model"], strict=True)))
+    return [Section(
+        "Vision dependence",
+        ["benchmark", *[c for m in models for c in (m, "blind", "gain")]],
+        rows,
+        "blind = the same model with vision disabled (every image black; Cambrian-1's 'Who's answering: LLM or "
+        "MLLM?'); gain = score - blind score (points, 0-100), with a 95% paired-bootstrap interval where every "
+        f"benchmark of the row scores as a mean of its stored per-sample scores; {pairs}",
+        bold,
+    )]
+
+
 def sections(report: Report) -> list[Section]:
     """Every table of the report, in reading order."""
     out = [scores_section(report), compute_section(report)]
     if len(report.paths):
         out.append(paths_section(report))
-    return out + routing_sections(report) + oracle_sections(report) + roles_section(report)
+    return (out + routing_sections(report) + oracle_sections(report) + roles_section(report)
+            + vision_section(report))
 
 
 def header_lines(report: Report) -> list[str]:

@@ -34,7 +34,7 @@ def to_json(report) -> str:
         "models": _records(report.models),
         "expected": _records(report.expected[["model", "benchmark", "macs", "flops", "active_params"]]),
         "paths": _records(report.paths), "routing": _records(report.routing), "oracle": _records(report.oracle),
-        "roles": _records(report.roles),
+        "roles": _records(report.roles), "vision": _records(report.vision),
         "notes": report.notes,
     }
     return json.dumps(doc, indent=2) + "\n"

@@ -1,0 +1,80 @@
+"""Vision dependence (Cambrian-1, section 3.1: "Who's answering: LLM or MLLM?").
+
+A model evaluated twice, as itself and with vision disabled (``MODEL@blind``: every image replaced by a
+black one, same routes and compute), shows per benchmark how much of its score needs the image:
+gain = score - blind score. A benchmark with a small gain is answered from the text (the question
+and the LLM's priors) rather than from the image.
+
+The 95% interval of a gain is a paired bootstrap over samples (pairs by benchmark and doc id), given
+where every benchmark of the group scores as the mean of its per-sample scores (not, e.g., MME's
+per-image pairs, or benchmarks whose samples are not stored).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from scopebench.analysis.aggregate import OVERALL, Aggregate
+from scopebench.analysis.bootstrap import bootstrap_delta, paired_samples
+
+BLIND = "/blind"
+COLUMNS = ["model", "blind_model", "group", "level", "score", "blind", "gain", "gain_low", "gain_high", "n"]
+
+
+def blind_pairs(policies: dict[str, str], models: list[str]) -> dict[str, str | None]:
+    """Blind model -> the evaluated model it disables vision of (same checkpoint and policy), or None."""
+    out = {}
+    for m in models:
+        policy = policies.get(m, "")
+        if not policy.endswith(BLIND):
+            continue
+        base, seeing = m.split("@")[0], policy.removesuffix(BLIND)
+        twins = [o for o in models if o != m and o.split("@")[0] == base and policies.get(o) == seeing]
+        out[m] = twins[0] if twins else None
+    return out
+
+
+def _sample_diffs(routes: pd.DataFrame, agg: Aggregate, model: str, blind: str) -> dict[str, np.ndarray]:
+    """Benchmark -> per-sample score differences, for benchmarks scored as the mean of their samples."""
+    out = {}
+    for bench, g in paired_samples(routes, model, blind).groupby("benchmark", sort=False):
+        pairs = ((g["sample_score_m"].mean(), agg.benchmarks.loc[model].get(bench)),
+                 (g["sample_score_r"].mean(), agg.benchmarks.loc[blind].get(bench)))
+        if all(score is not None and math.isclose(mean, score, abs_tol=0.01) for mean, score in pairs):
+            out[bench] = (g["sample_score_m"] - g["sample_score_r"]).to_numpy(dtype=float)
+    return out
+
+
+def seeing_name(blind: str) -> str:
+    """The reference of the model a blind run disables vision of: ``X@blind`` -> ``X``, ``X@P/blind`` -> ``X@P``."""
+    base, _, policy = blind.partition("@")
+    policy = policy.removesuffix(BLIND)
+    return base if policy in ("", "blind") else f"{base}@{policy}"
+
+
+def vision_gains(
+    agg: Aggregate, routes: pd.DataFrame, pairs: dict[str, str | None], categories: dict[str, str],
+    n_resamples: int = 2000, seed: int = 0,
+) -> pd.DataFrame:
+    """Per (model, benchmark / category / Overall): score, blind score, gain and its 95% interval."""
+    groups = [(b, "benchmark", [b]) for b in agg.benchmarks.columns]
+    groups += [(c, "category", [b for b, cat in categories.items() if cat == c]) for c in dict.fromkeys(categories.values())]
+    groups.append((OVERALL, "overall", list(categories)))
+    rows = []
+    for blind, model in pairs.items():
+        if model is None:
+            continue
+        diffs = _sample_diffs(routes, agg, model, blind)
+        for group, level, members in groups:
+            source = agg.benchmarks if level == "benchmark" else agg.categories
+            score, blind_score = source.loc[model, group], source.loc[blind, group]
+            ci = (bootstrap_delta([diffs[b] for b in members], n_resamples=n_resamples, seed=seed)
+                  if members and all(b in diffs for b in members) else None)
+            rows.append({"model": model, "blind_model": blind, "group": group, "level": level, "score": score,
+                         "blind": blind_score, "gain": score - blind_score,
+                         "gain_low": ci.low if ci else math.nan, "gain_high": ci.high if ci else math.nan,
+                         "n": ci.n_samples if ci else 0})
+    return pd.DataFrame(rows, columns=COLUMNS)
