@@ -7,6 +7,7 @@ A batch is grouped by route, so each routed encoder runs only on the samples rou
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from dataclasses import dataclass
 
@@ -352,6 +353,7 @@ class MultiEncoderVLM(nn.Module):
         embeds, attn = torch.stack(rows), torch.stack(masks)
         pos = (attn.cumsum(1) - 1).clamp_min(0)
         out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+        key = cache_arg(self.llm)
         done = torch.zeros(len(lengths), dtype=torch.bool, device=embeds.device)
         result: list[list[int]] = [[] for _ in lengths]
         for _ in range(max_new):
@@ -368,7 +370,7 @@ class MultiEncoderVLM(nn.Module):
             pos = pos[:, -1:] + 1
             out = self.llm(
                 inputs_embeds=self.text_embeddings(nxt[:, None]), attention_mask=attn, position_ids=pos,
-                past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1,
+                use_cache=True, logits_to_keep=1, **{key: getattr(out, key)},
             )
         return result
 
@@ -409,3 +411,8 @@ def _pad(seqs: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor,
         ids[k, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[k, : len(s)] = 1
     return ids.to(device), mask.to(device)
+
+
+def cache_arg(llm) -> str:
+    """What transformers calls the KV cache, as argument and output: ``cache`` (5.x) or ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(llm.forward).parameters else "past_key_values"

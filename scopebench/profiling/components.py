@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from scopebench.models.vlm import Route, route_name
+from scopebench.models.vlm import Route, cache_arg, route_name
 from scopebench.profiling.counters import on_meta
 
 SHARED, ROUTER, PROJECTOR, PREFILL, DECODE = "shared_encoder", "router", "projector", "llm_prefill", "llm_decode"
@@ -148,7 +148,8 @@ class DecodeStep(nn.Module):
         cache = DynamicCache(config=self.llm.config)
         for layer in range(len(kv) // 2):
             cache.update(kv[2 * layer], kv[2 * layer + 1], layer)
-        return self.llm(inputs_embeds=embeds, position_ids=position_ids, past_key_values=cache, use_cache=True).logits
+        return self.llm(inputs_embeds=embeds, position_ids=position_ids, use_cache=True,
+                        **{cache_arg(self.llm): cache}).logits
 
 
 def run(module: nn.Module, inputs: tuple):

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from scopebench.errors import ScopebenchError
+from scopebench.models.vlm import cache_arg
 from scopebench.profiling.components import (
     DECODE,
     DECODE_PER_TOKEN,
@@ -114,13 +115,14 @@ def _decode_call(llm, context: int, batch: int):
     p = next(llm.parameters())
     dim = llm.get_input_embeddings().embedding_dim
     pos = torch.arange(context, device=index_device(p.device)).expand(batch, context)
-    cache = llm(inputs_embeds=example((batch, context, dim), p.device, p.dtype), position_ids=pos,
-                use_cache=True, logits_to_keep=1).past_key_values
+    key = cache_arg(llm)
+    cache = getattr(llm(inputs_embeds=example((batch, context, dim), p.device, p.dtype), position_ids=pos,
+                        use_cache=True, logits_to_keep=1), key)
     step = example((batch, 1, dim), p.device, p.dtype)
     step_pos = torch.full((batch, 1), context, device=p.device)
 
     def call():
-        llm(inputs_embeds=step, position_ids=step_pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        llm(inputs_embeds=step, position_ids=step_pos, use_cache=True, logits_to_keep=1, **{key: cache})
         cache.crop(-1)
 
     return call
