@@ -143,6 +143,10 @@ def test_paired_delta_pairs_samples_by_benchmark_and_doc():
     r = paired_delta(pd.DataFrame(rows), "m", "r", n_resamples=200)
     assert r.delta == pytest.approx((50.0 + -100.0) / 2) and r.n_samples == 5 and r.n_benchmarks == 2
     assert paired_delta(pd.DataFrame(rows), "m", "nobody") is None
+    # with the benchmark scores: Y's score (25) is not the mean of its samples (100) for r, so only X counts
+    scores = pd.DataFrame({"X": [75.0, 25.0], "Y": [0.0, 25.0]}, index=["m", "r"])
+    only_x = paired_delta(pd.DataFrame(rows), "m", "r", scores, n_resamples=200)
+    assert only_x.delta == pytest.approx(50.0) and only_x.n_samples == 4 and only_x.n_benchmarks == 1
 
 
 # ---------------------------------------------------------------- routing statistics

@@ -227,3 +227,16 @@ def test_blind_demo_model_and_its_vision_gain(run_dir, tmp_path):
     for bench in ("GQA", "DocVQA"):
         assert gains[bench]["blind_model"] == "demo-scope@blind" and gains[bench]["n"] == 12
         assert gains[bench]["gain"] == pytest.approx(scores["demo-scope", bench] - scores["demo-scope@blind", bench])
+
+
+def test_sample_score_reads_the_tasks_own_per_sample_judgement():
+    import math
+
+    from scopebench.evaluation.runner import sample_score
+
+    assert sample_score(1) == 100.0 and sample_score(0.25) == 25.0 and sample_score([True]) == 100.0
+    assert sample_score({"id": 0, "pred": "D", "gt_content": "B", "is_correct": False}) == 0.0  # CV-Bench
+    assert sample_score({"question_id": "1", "answer": "5", "true_false": True}) == 100.0  # MathVista
+    assert sample_score({"question_id": "x.png", "category": "existence", "score": 1.0}) == 100.0  # MME
+    assert math.isnan(sample_score({"pred": "A", "answer": "B"}))  # SEED: judged in the aggregation only
+    assert math.isnan(sample_score(3.5)) and math.isnan(sample_score([0.1, 0.2]))

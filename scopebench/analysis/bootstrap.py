@@ -6,6 +6,7 @@ each resample is averaged the Cambrian-1 way (mean per benchmark, then mean over
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,22 +52,37 @@ def bootstrap_delta(
     )
 
 
-def paired_samples(routes: pd.DataFrame, model: str, reference: str) -> pd.DataFrame:
-    """(benchmark, doc_id, sample_score_m, sample_score_r) for the samples both models scored."""
+def sample_diffs(
+    routes: pd.DataFrame, model: str, reference: str, scores: pd.DataFrame | None = None
+) -> dict[str, np.ndarray]:
+    """Benchmark -> per-sample score differences (``model`` - ``reference``) over the samples both scored.
+
+    With ``scores`` (model x benchmark, as ``Aggregate.benchmarks``), only benchmarks whose score is the
+    mean of its per-sample scores for both models count (not, e.g., MME's per-image pairs or MMVP's pairs).
+    """
     keys = ["benchmark", "doc_id"]
 
     def scored(name: str) -> pd.DataFrame:
         part = routes.loc[routes["model"] == name, [*keys, "sample_score"]]
         return part.dropna(subset=["sample_score"]).drop_duplicates(keys, keep="last")
 
-    return scored(model).merge(scored(reference), on=keys, suffixes=("_m", "_r"))
+    both = scored(model).merge(scored(reference), on=keys, suffixes=("_m", "_r"))
+    out = {}
+    for bench, g in both.groupby("benchmark", sort=True):
+        m, r = g["sample_score_m"].astype(float), g["sample_score_r"].astype(float)
+        if scores is not None and not all(
+            name in scores.index and math.isclose(mean, scores.loc[name].get(bench, math.nan), abs_tol=0.01)
+            for name, mean in ((model, m.mean()), (reference, r.mean()))
+        ):
+            continue
+        out[bench] = (m - r).to_numpy()
+    return out
 
 
-def paired_delta(routes: pd.DataFrame, model: str, reference: str, **kwargs) -> PairedDelta | None:
-    """``model`` minus ``reference`` over their shared scored samples; None when they share none."""
-    both = paired_samples(routes, model, reference)
-    if both.empty:
-        return None
-    both["diff"] = both["sample_score_m"].astype(float) - both["sample_score_r"].astype(float)
-    diffs = [g.to_numpy() for _, g in both.groupby("benchmark", sort=True)["diff"]]
-    return bootstrap_delta(diffs, **kwargs)
+def paired_delta(
+    routes: pd.DataFrame, model: str, reference: str, scores: pd.DataFrame | None = None, **kwargs
+) -> PairedDelta | None:
+    """``model`` minus ``reference`` over their shared scored samples (see :func:`sample_diffs`); None when
+    they share none."""
+    diffs = sample_diffs(routes, model, reference, scores)
+    return bootstrap_delta(list(diffs.values()), **kwargs) if diffs else None

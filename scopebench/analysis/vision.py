@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from scopebench.analysis.aggregate import OVERALL, Aggregate
-from scopebench.analysis.bootstrap import bootstrap_delta, paired_samples
+from scopebench.analysis.bootstrap import bootstrap_delta, sample_diffs
 
 BLIND = "/blind"
 COLUMNS = ["model", "blind_model", "group", "level", "score", "blind", "gain", "gain_low", "gain_high", "n"]
@@ -34,17 +33,6 @@ def blind_pairs(policies: dict[str, str], models: list[str]) -> dict[str, str | 
         base, seeing = m.split("@")[0], policy.removesuffix(BLIND)
         twins = [o for o in models if o != m and o.split("@")[0] == base and policies.get(o) == seeing]
         out[m] = twins[0] if twins else None
-    return out
-
-
-def _sample_diffs(routes: pd.DataFrame, agg: Aggregate, model: str, blind: str) -> dict[str, np.ndarray]:
-    """Benchmark -> per-sample score differences, for benchmarks scored as the mean of their samples."""
-    out = {}
-    for bench, g in paired_samples(routes, model, blind).groupby("benchmark", sort=False):
-        pairs = ((g["sample_score_m"].mean(), agg.benchmarks.loc[model].get(bench)),
-                 (g["sample_score_r"].mean(), agg.benchmarks.loc[blind].get(bench)))
-        if all(score is not None and math.isclose(mean, score, abs_tol=0.01) for mean, score in pairs):
-            out[bench] = (g["sample_score_m"] - g["sample_score_r"]).to_numpy(dtype=float)
     return out
 
 
@@ -67,7 +55,7 @@ def vision_gains(
     for blind, model in pairs.items():
         if model is None:
             continue
-        diffs = _sample_diffs(routes, agg, model, blind)
+        diffs = sample_diffs(routes, model, blind, agg.benchmarks)
         for group, level, members in groups:
             source = agg.benchmarks if level == "benchmark" else agg.categories
             score, blind_score = source.loc[model, group], source.loc[blind, group]

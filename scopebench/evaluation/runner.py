@@ -91,9 +91,12 @@ def _scalar(value: Any) -> float | None:
 
 
 def sample_score(value: Any) -> float:
-    """A per-sample metric value on 0-100 (correctness in [0, 1] scaled), NaN when it has no such meaning."""
+    """A per-sample metric value on 0-100 (correctness in [0, 1] scaled), NaN when it has no such meaning.
+
+    Dicts carry the task's own per-sample judgement under one of a few keys (CV-Bench and MMVP:
+    ``is_correct``, MathVista: ``true_false``); scopebench never re-judges an answer."""
     if isinstance(value, dict):
-        for key in ("score", "correct", "acc", "accuracy", "anls", "relaxed_overall"):
+        for key in ("score", "correct", "is_correct", "true_false", "acc", "accuracy", "anls", "relaxed_overall"):
             if key in value:
                 return sample_score(value[key])
         return math.nan

@@ -111,11 +111,11 @@ def _references(models: pd.DataFrame, routes: pd.DataFrame, costs: pd.DataFrame,
     return {m: r for m, r in refs.items() if r is not None and r != m}
 
 
-def _comparisons(models, refs, routes, expected, n_resamples: int, seed: int) -> pd.DataFrame:
+def _comparisons(models, refs, routes, expected, scores, n_resamples: int, seed: int) -> pd.DataFrame:
     cols = ["reference", "saving", "saving_min", "saving_max", "delta", "delta_low", "delta_high", "delta_n"]
     rows = {}
     for model, ref in refs.items():
-        d = paired_delta(routes, model, ref, n_resamples=n_resamples, seed=seed)
+        d = paired_delta(routes, model, ref, scores, n_resamples=n_resamples, seed=seed)
         rows[model] = [ref, *saving(expected, model, ref)] + (
             [d.delta, d.low, d.high, d.n_samples] if d else [np.nan, np.nan, np.nan, 0]
         )
@@ -176,7 +176,7 @@ def build_report(
         if m not in refs and reference is None:
             pool = ", ".join(router_pool(runs.routes, m))
             notes.append(f"no all-encoders baseline for {m}: evaluate a model whose one path holds {pool}")
-    models = _comparisons(models, refs, runs.routes, expected, n_resamples, seed)
+    models = _comparisons(models, refs, runs.routes, expected, agg.benchmarks, n_resamples, seed)
     cats = agg.categories.drop(columns=OVERALL).add_suffix(" (mean)")
     models = models.join(cats, on="model").join(agg.benchmarks, on="model")
     models["delta_n"] = models["delta_n"].astype("Int64")
