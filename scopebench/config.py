@@ -49,7 +49,7 @@ class Policy:
     def parse(cls, text: str, routed: list[str], where: str = "policy") -> Policy:
         """Parse a policy string, ``KIND[:ARG][/mask:NAMES][/blind]``, against the model's routed encoder names."""
         text = str(text)
-        if text.removesuffix("/blind") != text:
+        if text.endswith("/blind"):
             return dataclasses.replace(cls.parse(text.removesuffix("/blind"), routed, where), blind=True)
         if text == "blind":
             raise ScopebenchError(f"{where}: write vision-disabled runs as '<policy>/blind', e.g. 'all/blind'")

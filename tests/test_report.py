@@ -250,6 +250,10 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
     save_table(run, "scores", pd.concat([scores, blind_scores, scores[scores["model"] == "demo-baseline-all"].assign(
         model="demo-baseline-all@all/blind")], ignore_index=True))
     save_table(run, "routes", pd.concat([routes, blind_routes, orphan], ignore_index=True))
+    costs = load_table(run, "costs")  # the orphan as good as Baseline-all and cheaper than anything
+    cheap = costs[costs["model"] == "demo-baseline-all"].assign(model="demo-baseline-all@all/blind",
+                                                                macs=lambda d: d["macs"] / 1000)
+    save_table(run, "costs", pd.concat([costs, cheap], ignore_index=True))
     write_manifest(run, {"suite": "cambrian16", "models": {
         "demo-scope": {"fingerprint": "scope|demo-scope|router|0"},
         "demo-scope@blind": {"fingerprint": "scope|demo-scope@blind|router/blind|0", "trained_policy": "router"},
@@ -275,6 +279,9 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
     models = {m["model"]: m for m in doc["models"]}
     assert models["demo-scope"]["reference"] == "demo-baseline-all"
     assert models["demo-scope@blind"]["reference"] is None and models["demo-baseline-all@all/blind"]["reference"] is None
+    assert models["demo-baseline-all@all/blind"]["expected_flops"] is not None
+    assert not models["demo-baseline-all@all/blind"]["pareto"] and models["demo-baseline-0"]["pareto"]
+    assert not any("no costs for demo-scope@blind" in n for n in doc["notes"])
     assert any("no vision gain for demo-baseline-all@all/blind" in n and "(demo-baseline-all@all)" in n
                for n in doc["notes"])
     markdown = invoke(run, "--format", "markdown").stdout

@@ -6,8 +6,8 @@ gain = score - blind score. A benchmark with a small gain is answered from the t
 and the LLM's priors) rather than from the image.
 
 The 95% interval of a gain is a paired bootstrap over samples (pairs by benchmark and doc id), given
-where every benchmark of the group scores as the mean of its per-sample scores (not, e.g., MME's
-per-image pairs, or benchmarks whose samples are not stored).
+when every benchmark of the row is scored as the mean of its per-sample scores (not, e.g., MME's
+per-image pairs, or benchmarks whose per-sample scores are not stored).
 """
 
 from __future__ import annotations

@@ -158,20 +158,20 @@ def build_report(
     models, expected = _costs(_model_rows(scores, runs.routes), runs.routes, runs.costs)
     models["overall"] = models["model"].map(agg.categories[OVERALL])
     models["complete"] = models["model"].map(lambda m: agg.is_complete(m, OVERALL))
-    models["pareto"] = pareto_front(models["overall"], models["expected_flops"])
-    costed_runs = set(runs.costs["run"])
-    for m in models.loc[(models["source"] == "run") & models["expected_macs"].isna(), "model"]:
-        run = runs.scores.loc[runs.scores["model"] == m, "run"].iloc[0]
-        if run in costed_runs:  # a run without any costs has one note already
-            notes.append(f"no costs for {m}: run `scopebench flops {m} --output {run}`")
+    # runs with vision disabled are compared with their own model only: never a baseline, never on the front
     blind = blind_pairs(runs.policies, models.loc[models["source"] == "run", "model"].tolist())
     for m, twin in blind.items():
         if twin is None:
             notes.append(f"no vision gain for {m}: evaluate the same model with vision ({seeing_name(m)})")
-    # runs with vision disabled are compared with their own model only, never chosen as baselines
+    is_blind = models["model"].isin(blind)
+    models["pareto"] = pareto_front(models["overall"].where(~is_blind), models["expected_flops"])
+    costed_runs = set(runs.costs["run"])
+    for m in models.loc[(models["source"] == "run") & models["expected_macs"].isna() & ~is_blind, "model"]:
+        run = runs.scores.loc[runs.scores["model"] == m, "run"].iloc[0]
+        if run in costed_runs:  # a run without any costs has one note already
+            notes.append(f"no costs for {m}: run `scopebench flops {m} --output {run}`")
     seeing = runs.routes[~runs.routes["model"].isin(blind)]
-    refs = _references(models[~models["model"].isin(blind)], seeing, runs.costs[~runs.costs["model"].isin(blind)],
-                       reference)
+    refs = _references(models[~is_blind], seeing, runs.costs[~runs.costs["model"].isin(blind)], reference)
     for m in routed_models(seeing):
         if m not in refs and reference is None:
             pool = ", ".join(router_pool(runs.routes, m))
