@@ -286,3 +286,16 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
                for n in doc["notes"])
     markdown = invoke(run, "--format", "markdown").stdout
     assert "## Vision dependence" in markdown and "demo-scope vs demo-scope@blind" in markdown
+
+
+def test_runs_without_a_router_report_every_format(run_dir, tmp_path):
+    """Only fixed-path models (e.g. `scopebench eval demo-baseline-0`): no routing or oracle section, no crash."""
+    run = shutil.copytree(run_dir, tmp_path / "fixed")
+    for name in ("scores", "routes", "costs"):
+        table = load_table(run, name)
+        save_table(run, name, table[table["model"] != "demo-scope"])
+    for fmt in ("table", "markdown", "json", "html"):
+        r = invoke(run, "--format", fmt)
+        assert r.exit_code == 0, r.output
+        assert "Routing of" not in r.stdout and "demo-baseline-0" in r.stdout
+    assert json.loads(invoke(run, "--format", "json").stdout)["routing"] == []

@@ -123,7 +123,7 @@ def _comparisons(models, refs, routes, expected, scores, n_resamples: int, seed:
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model"])
 
 
 def _routing(routes: pd.DataFrame, suite: Suite, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
