@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -89,6 +90,8 @@ def time_call(fn, device: torch.device, warmup: int, repeats: int, threads: int)
             times.append(start.elapsed_time(end) / 1e3)
         q1, median, q3 = np.percentile(times, [25, 50, 75])
         return float(median), float(q3 - q1)
+    # importing torch.utils.benchmark loads cpp_extension, which warns on CPU-only machines with a CUDA build
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.benchmark import Measurement, Timer
 
     timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
