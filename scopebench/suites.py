@@ -12,8 +12,10 @@ A suite is a YAML file (``tasks/suites/NAME.yaml`` or any path)::
 ``100`` for a 0-1 accuracy, ``1`` for a metric already in percent). ``native_max`` is the
 top of the benchmark's published scale (2000 for MME-P, 100 otherwise); external score
 files are read in that scale. Optional per benchmark: ``judge_task`` (the lmms-eval task
-to use when the API judge is enabled) and ``note`` (shown in reports, e.g. "rule-based
-answer extraction").
+to use when the API judge is enabled), ``sample_judge`` (``module:function``, the task's own
+function that judges a list of per-sample metric values, applied to each sample alone to get
+per-sample scores where the stored value is not one, e.g. SEED's ``seed_aggregation_result``)
+and ``note`` (shown in reports, e.g. "rule-based answer extraction").
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Benchmark:
     scale: float = 100.0
     native_max: float = 100.0
     judge_task: str | None = None
+    sample_judge: str | None = None
     note: str = ""
 
     def to_percent(self, value: float) -> float:
@@ -121,6 +124,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
                 f"{where} has unknown field '{unknown[0]}'{_suggest(unknown[0], sorted(allowed))}; "
                 f"allowed: {', '.join(sorted(allowed))}"
             )
+        judge = item.get("sample_judge")
+        if judge is not None and not (isinstance(judge, str) and len(judge.split(":")) == 2 and all(judge.split(":"))):
+            raise ScopebenchError(f"{where}.sample_judge must be 'module:function', got {judge!r}")
         for num in ("scale", "native_max"):
             if num in item and not (isinstance(item[num], int | float) and item[num] > 0):
                 raise ScopebenchError(f"{where}.{num} must be a positive number, got {item[num]!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import importlib
 import json
 import math
 import os
@@ -108,6 +109,22 @@ def sample_score(value: Any) -> float:
     return 100.0 * v
 
 
+def _sample_judge(bench: Benchmark, suite: Suite):
+    """The task's own judging function named by ``sample_judge``; returns one value per list of samples."""
+    module, _, name = bench.sample_judge.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ScopebenchError(f"{suite.source}: benchmark '{bench.name}': sample_judge '{bench.sample_judge}' "
+                              f"cannot be imported ({err}); fix or remove the field") from None
+
+    def judge(values: list) -> Any:
+        out = fn(values)
+        return out[-1] if isinstance(out, tuple) else out  # e.g. MMMU's evaluate_mmmu: (per-id verdicts, {"acc"})
+
+    return judge
+
+
 def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite, traces: list[dict]):
     """lmms-eval results + adapter traces -> (scores row, routes rows)."""
     metrics = results.get("results", {}).get(task, {})
@@ -121,7 +138,9 @@ def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite
             f"fix `metric` for benchmark '{bench.name}' in {suite.source}"
         )
     samples = results.get("samples", {}).get(task, [])
-    per_doc = {int(s["doc_id"]): sample_score(s.get(bench.metric)) for s in samples}
+    judge = _sample_judge(bench, suite) if bench.sample_judge else None
+    per_doc = {int(s["doc_id"]): sample_score(judge([s.get(bench.metric)]) if judge else s.get(bench.metric))
+               for s in samples}
     by_doc: dict[int, dict] = {}
     for rec in traces:
         if rec.get("task") == task:
