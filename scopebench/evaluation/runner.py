@@ -223,6 +223,8 @@ def run_eval(
             raise ScopebenchError("--device cuda: no CUDA device is visible; use --device cpu")
     if limit is not None and limit < 1:
         raise ScopebenchError(f"--limit must be >= 1, got {limit}")
+    if batch_size < 1:
+        raise ScopebenchError(f"--batch-size must be >= 1, got {batch_size}")
     task_of = {b.name: (b.judge_task if judge and b.judge_task else b.task) for b in benches}
     rank = int(os.environ.get("RANK", 0))
     _quiet_logs()
