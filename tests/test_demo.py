@@ -51,6 +51,14 @@ def test_training_recipe_runs_a_few_steps(tmp_path):
     assert len(model.generate(torch.rand(1, 3, 128, 128), ["What colour is the shape?"]).texts) == 1
 
 
+def test_training_recipe_refuses_bad_options(tmp_path):
+    with pytest.raises(ScopebenchError, match="--steps must be >= 1, got 0"):
+        train_all(output=tmp_path, steps=0)
+    with pytest.raises(ScopebenchError, match="--only: unknown demo model 'nope'"):
+        train_all(output=tmp_path, only=["nope"])
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_training_recipe_is_deterministic(tmp_path):
     from safetensors.torch import load_file
 

@@ -170,6 +170,8 @@ def train_all(output: Path | None = None, steps: int | None = None, only: list[s
     from scopebench.models.tokenizer import build_word_tokenizer
     from scopebench.paths import demo_checkpoints_dir
 
+    if steps is not None and steps < 1:
+        raise ScopebenchError(f"--steps must be >= 1, got {steps}")
     unknown = sorted(set(only or []) - set(DEMO_MODELS))
     if unknown:
         raise ScopebenchError(f"--only: unknown demo model '{unknown[0]}'; choose from {', '.join(DEMO_MODELS)}")

@@ -208,7 +208,13 @@ def run_eval(
 ) -> None:
     """Evaluate ``models`` on ``suite`` and write / extend the run directory; print the scores."""
     from scopebench.evaluation.adapter import model_fingerprint
+    from scopebench.models.registry import check_device
 
+    check_device(device)
+    if limit is not None and limit < 1:
+        raise ScopebenchError(f"--limit must be >= 1, got {limit}")
+    if batch_size < 1:
+        raise ScopebenchError(f"--batch-size must be >= 1, got {batch_size}")
     suite_obj = load_suite(suite)
     benches = suite_obj.select(tasks)
     refs = models or default_models()
@@ -216,15 +222,6 @@ def run_eval(
     fingerprints = {names[r]: model_fingerprint(r) for r in refs}
     out = Path(output or Path("runs") / suite_obj.name)
     manifest = check_run_dir(out, suite_obj, fingerprints)
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ScopebenchError("--device cuda: no CUDA device is visible; use --device cpu")
-    if limit is not None and limit < 1:
-        raise ScopebenchError(f"--limit must be >= 1, got {limit}")
-    if batch_size < 1:
-        raise ScopebenchError(f"--batch-size must be >= 1, got {batch_size}")
     task_of = {b.name: (b.judge_task if judge and b.judge_task else b.task) for b in benches}
     rank = int(os.environ.get("RANK", 0))
     _quiet_logs()

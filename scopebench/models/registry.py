@@ -107,6 +107,19 @@ def resolve(ref: str) -> tuple[str, ModelConfig, Path | None]:
     )
 
 
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` other than cpu / cuda / cuda:N, or cuda without a visible GPU."""
+    kind = device.split(":", 1)[0]
+    if kind not in ("cpu", "cuda"):
+        raise ScopebenchError(f"--device must be cpu or cuda (cuda:N), got '{device}'")
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ScopebenchError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); "
+                                  "use --device cpu")
+
+
 def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | None = None):
     """Instantiate a reference: checkpoints with their weights, presets with random (or meta) weights."""
     from scopebench.models.build import build_model

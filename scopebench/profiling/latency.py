@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from scopebench.errors import ScopebenchError
+from scopebench.models.registry import check_device
 from scopebench.models.vlm import cache_arg
 from scopebench.profiling.components import (
     DECODE,
@@ -62,13 +63,8 @@ def _check_options(device: str, dtype: str, batch_size: int, warmup: int, repeat
         raise ScopebenchError(f"--dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ScopebenchError("--batch-size and --repeats must be >= 1 and --warmup >= 0")
-    kind = device.split(":", 1)[0]
-    if kind not in ("cpu", "cuda"):
-        raise ScopebenchError(f"--device must be cpu or cuda (cuda:N), got '{device}'")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ScopebenchError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); "
-                              "use --device cpu")
-    if cuda_graphs and kind != "cuda":
+    check_device(device)
+    if cuda_graphs and not device.startswith("cuda"):
         raise ScopebenchError("--cuda-graphs needs --device cuda")
 
 
