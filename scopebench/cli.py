@@ -26,16 +26,19 @@ app.add_typer(demo_app, name="demo")
 
 
 def user_errors(fn):
-    """Turn a ScopebenchError into one red line on stderr and exit code 2."""
+    """Turn a ScopebenchError, or a file system error on a path the user gave (an output path that is a
+    file, a read-only folder), into one red line on stderr and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ScopebenchError as err:
+        except (ScopebenchError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
             from rich.console import Console
 
-            Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            message = str(err) if isinstance(err, ScopebenchError) else (
+                f"{err.filename}: {err.strerror}; pass a path scopebench can write (a directory where one is expected)")
+            Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -131,6 +131,16 @@ def test_output_of_another_suite_is_refused(run_dir):
     assert result.exit_code == 2 and "holds a run of suite 'cambrian16-mini'" in result.output
 
 
+def test_output_path_that_is_a_file_is_one_line(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    for args in (["eval", "demo-scope", "--tasks", "c16mini_gqa", "--limit", "1", "--output", str(taken)],
+                 ["flops", "demo-baseline-0", "--output", str(taken)]):
+        result = CliRunner().invoke(app, args, env=ENV)
+        assert result.exit_code == 2, result.output
+        assert f"{taken}: File exists" in result.output and "Traceback" not in result.output
+
+
 def test_bad_suite_file(tmp_path):
     bad = tmp_path / "mine.yaml"
     bad.write_text("name: mine\nbenchmarks:\n  - {name: X, task: gqa, category: General, metrik: exact_match}\n")

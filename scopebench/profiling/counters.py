@@ -80,7 +80,15 @@ def _is_free(name: str) -> bool:
 
 
 # ----- fvcore ------------------------------------------------------------------------------
+def _import_fvcore() -> None:
+    """Import fvcore.nn without the FutureWarning its focal-loss module triggers (torch.jit.script) on import."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        import fvcore.nn  # noqa: F401
+
+
 def _fvcore_handles() -> dict:
+    _import_fvcore()
     from fvcore.nn.jit_handles import get_shape
 
     def shapes(values):
@@ -135,6 +143,7 @@ class _KeepAll(torch.nn.Module):
 
 def count_fvcore(module, inputs: tuple) -> Count:
     """fvcore FlopCountAnalysis (one multiply-add = one 'flop' there, i.e. MACs) with the added handles."""
+    _import_fvcore()
     from fvcore.nn import FlopCountAnalysis
 
     with warnings.catch_warnings(), torch.no_grad():
