@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from probe_demo_skill import INSTRUCTION, pretrain_text, tensors
+from probe_demo_skill import INSTRUCTION, pretrain_text, tensors, train_with_content_head
 
 from scopebench.config import config_from_dict
 from scopebench.demo import train as recipe
@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--open-only", action="store_true", help="ask every lettered fact only openly (training and measuring)")
     ap.add_argument("--text-stage", action="store_true", help="first train the LLM alone on the option lookup")
     ap.add_argument("--shared", choices=("vit", "resnet"), default="vit")
+    ap.add_argument("--content-head", action="store_true",
+                    help="auxiliary loss: predict the right option's first word where the letter is predicted")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     start = time.perf_counter()
@@ -159,7 +161,12 @@ def main() -> None:
         warm = tensors([(f"{f.question}\n{OPEN_INSTRUCTION}", f.answer) for f in facts], tok, [f.image for f in facts])
         recipe.train(model, warm, args.warmup, lr=1e-3, seed=args.seed + 5, log=lambda s: None)
         print(f"warm-up: {args.warmup} steps ({time.perf_counter() - start:.0f}s)")
-    recipe.train(model, data, args.steps, lr=args.lr, seed=args.seed, log=lambda s: None)
+    if args.content_head:
+        first = [(o[3] if (o := options(*pair)) else None) for pair in pairs]
+        content = torch.tensor([tok(t, add_special_tokens=False)["input_ids"][0] if t else -100 for t in first])
+        train_with_content_head(model, data, content, args.steps, args.lr, args.seed)
+    else:
+        recipe.train(model, data, args.steps, lr=args.lr, seed=args.seed, log=lambda s: None)
     save_checkpoint(model, args.output)
     rows = image_use(model, tok, args.open_only)
     print(f"{'task':14s} {'right':>7s} {'rolled':>7s} {'gain':>7s}")
