@@ -24,16 +24,20 @@ class Aggregate:
         return int(self.coverage.loc[model, group]) == self.sizes[group]
 
 
+def groups(suite: Suite) -> dict[str, list[str]]:
+    """Category (and ``Overall``) -> its benchmark names, in suite order."""
+    out = {c: [b.name for b in suite.benchmarks if b.category == c] for c in suite.categories}
+    return out | {OVERALL: [b.name for b in suite.benchmarks]}
+
+
 def aggregate(scores: pd.DataFrame, suite: Suite) -> Aggregate:
     """Average a long (model, benchmark, score) table the Cambrian-1 way over ``suite``."""
     models = list(dict.fromkeys(scores["model"]))
-    names = [b.name for b in suite.benchmarks]
+    members_of = groups(suite)
     wide = scores.pivot_table(index="model", columns="benchmark", values="score", aggfunc="last")
-    wide = wide.reindex(index=models, columns=names).astype(float)
-    groups = {c: [b.name for b in suite.benchmarks if b.category == c] for c in suite.categories}
-    groups[OVERALL] = names
+    wide = wide.reindex(index=models, columns=members_of[OVERALL]).astype(float)
     means, coverage = {}, {}
-    for group, members in groups.items():
+    for group, members in members_of.items():
         part = wide[members]
         coverage[group] = part.notna().sum(axis=1)
         means[group] = part.mean(axis=1, skipna=False)
@@ -41,5 +45,5 @@ def aggregate(scores: pd.DataFrame, suite: Suite) -> Aggregate:
         benchmarks=wide,
         categories=pd.DataFrame(means, index=wide.index),
         coverage=pd.DataFrame(coverage, index=wide.index),
-        sizes={g: len(m) for g, m in groups.items()},
+        sizes={g: len(m) for g, m in members_of.items()},
     )

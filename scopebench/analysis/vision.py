@@ -16,8 +16,9 @@ import math
 
 import pandas as pd
 
-from scopebench.analysis.aggregate import OVERALL, Aggregate
+from scopebench.analysis.aggregate import OVERALL, Aggregate, groups
 from scopebench.analysis.bootstrap import bootstrap_delta, sample_diffs
+from scopebench.suites import Suite
 
 BLIND = "/blind"
 COLUMNS = ["model", "blind_model", "group", "level", "score", "blind", "gain", "gain_low", "gain_high", "n"]
@@ -44,19 +45,18 @@ def seeing_name(blind: str) -> str:
 
 
 def vision_gains(
-    agg: Aggregate, routes: pd.DataFrame, pairs: dict[str, str | None], categories: dict[str, str],
+    agg: Aggregate, routes: pd.DataFrame, pairs: dict[str, str | None], suite: Suite,
     n_resamples: int = 2000, seed: int = 0,
 ) -> pd.DataFrame:
     """Per (model, benchmark / category / Overall): score, blind score, gain and its 95% interval."""
-    groups = [(b, "benchmark", [b]) for b in agg.benchmarks.columns]
-    groups += [(c, "category", [b for b, cat in categories.items() if cat == c]) for c in dict.fromkeys(categories.values())]
-    groups.append((OVERALL, "overall", list(categories)))
+    rows_of = [(b, "benchmark", [b]) for b in agg.benchmarks.columns]
+    rows_of += [(g, "overall" if g == OVERALL else "category", members) for g, members in groups(suite).items()]
     rows = []
     for blind, model in pairs.items():
         if model is None:
             continue
         diffs = sample_diffs(routes, model, blind, agg.benchmarks)
-        for group, level, members in groups:
+        for group, level, members in rows_of:
             source = agg.benchmarks if level == "benchmark" else agg.categories
             score, blind_score = source.loc[model, group], source.loc[blind, group]
             ci = (bootstrap_delta([diffs[b] for b in members], n_resamples=n_resamples, seed=seed)

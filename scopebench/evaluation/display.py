@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from scopebench.analysis.aggregate import OVERALL, aggregate
+from scopebench.analysis.aggregate import OVERALL, aggregate, groups
 from scopebench.suites import Suite
 from scopebench.tables import load_table
 
@@ -30,16 +30,15 @@ def score_summary(out: Path, suite: Suite, wanted: set[tuple[str, str]]) -> dict
     for model in agg.benchmarks.index:
         row = agg.benchmarks.loc[model]
         bench = {b: float(v) for b, v in row.items() if not math.isnan(v)}
-        groups, partial = {}, []
-        for group in [*suite.categories, OVERALL]:
-            members = [b.name for b in suite.benchmarks if group in (OVERALL, b.category)]
+        means, partial = {}, []
+        for group, members in groups(suite).items():
             present = [bench[b] for b in members if b in bench]
             if present:
-                groups[group] = sum(present) / len(present)
+                means[group] = sum(present) / len(present)
                 if len(present) < len(members):
                     partial.append(group)
-        summary[model] = {"benchmarks": bench, "categories": {g: v for g, v in groups.items() if g != OVERALL},
-                          "overall": groups.get(OVERALL), "partial": partial}
+        summary[model] = {"benchmarks": bench, "categories": {g: v for g, v in means.items() if g != OVERALL},
+                          "overall": means.get(OVERALL), "partial": partial}
     return summary
 
 

@@ -88,8 +88,7 @@ def _import_fvcore() -> None:
 
 
 def _fvcore_handles() -> dict:
-    _import_fvcore()
-    from fvcore.nn.jit_handles import get_shape
+    from fvcore.nn.jit_handles import get_shape  # after _import_fvcore (count_fvcore)
 
     def shapes(values):
         return [get_shape(v) for v in values]

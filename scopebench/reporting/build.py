@@ -184,6 +184,6 @@ def build_report(
     routing, oracle = _routing(seeing, runs.suite, notes)
     categories = {b.name: b.category for b in runs.suite.benchmarks}
     roles, role_notes = encoder_roles(agg, seeing, runs.policies, categories, runs.trained_policies)
-    vision = vision_gains(agg, runs.routes, blind, categories, n_resamples, seed)
+    vision = vision_gains(agg, runs.routes, blind, runs.suite, n_resamples, seed)
     return Report(runs.suite, runs.dirs, agg, models, expected, _paths(runs.costs), routing, oracle, roles,
                   vision, notes + role_notes)

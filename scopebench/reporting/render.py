@@ -218,7 +218,7 @@ def vision_section(report: Report) -> list[Section]:
         level = cells[(models[0], group)]["level"]
         if level != "benchmark":
             bold.add(len(rows))
-        row = [group if level == "benchmark" else f"{group} mean" if level == "category" else group]
+        row = [f"{group} mean" if level == "category" else group]
         for m in models:
             r = cells[(m, group)]
             ci = f" [{num(r['gain_low'], '+.1f')}, {num(r['gain_high'], '+.1f')}]" if r["n"] else ""
