@@ -150,6 +150,29 @@ def test_training_step_reduces_loss_and_trains_router(make_model, tokenizer):
     assert model(images, ids, mask, labels=labels).loss.item() < first
 
 
+def test_answer_hidden_is_what_the_lm_head_reads(make_model):
+    """``hidden_at`` returns the last hidden state behind the logits at that text position: per sample
+    under hard routing, the router-probability-weighted mean of every route's under soft training."""
+    model = make_model("router")
+    images, ids, mask = _batch(model)
+    at = mask.sum(1) - 1
+    out = model(images, ids, mask, hidden_at=at)
+    assert len(set(out.routes)) > 1
+    head = model.llm.get_output_embeddings()
+    torch.testing.assert_close(head(out.answer_hidden), out.logits[torch.arange(len(at)), at], atol=1e-5, rtol=1e-4)
+    assert model(images, ids, mask).answer_hidden is None
+
+    per_route = {}
+    for e in model.cfg.routed_names:
+        model.set_policy(f"fixed:{e}")
+        per_route[e] = model(images, ids, mask, hidden_at=at).answer_hidden
+    model.set_policy("router")
+    model.cfg.router.train_mode = "soft"
+    soft = model.train()(images, ids, mask, hidden_at=at)
+    expected = sum(soft.probs[:, i, None] * per_route[e] for i, e in enumerate(model.cfg.routed_names))
+    torch.testing.assert_close(soft.answer_hidden, expected, atol=1e-5, rtol=1e-4)
+
+
 # ---- router losses (known answers) --------------------------------------------------------------
 def test_router_losses_known_answers():
     e = 4

@@ -39,6 +39,7 @@ class VLMOutput:
     probs: torch.Tensor | None  # (B, E) router probabilities (None without a router)
     aux: dict[str, torch.Tensor]
     eranks: dict[str, torch.Tensor] | None = None  # eval mode: encoder -> (B,) effective rank, NaN = not run
+    answer_hidden: torch.Tensor | None = None  # (B, D) the LLM's last hidden state predicting text token hidden_at
 
 
 @dataclass
@@ -222,10 +223,14 @@ class MultiEncoderVLM(nn.Module):
     def forward(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None,
+        hidden_at: torch.Tensor | None = None,
     ) -> VLMOutput:
         """Route, encode and run the LLM on right-padded text; group the batch by route.
 
         ``prompt_mask`` marks the prompt tokens the router reads (default: every unlabelled real token).
+        ``hidden_at`` (B,): text index per sample; the output's ``answer_hidden`` then holds the LLM's last
+        hidden state at the position that predicts that token (under soft router training, the
+        router-probability-weighted mean over routes), for auxiliary training losses.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ScopebenchError(f"images must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
@@ -247,6 +252,7 @@ class MultiEncoderVLM(nn.Module):
         vocab = self.llm.get_output_embeddings().out_features
         logits = text.new_zeros(b, t, vocab)
         nll = text.new_zeros(b) if labels is not None else None
+        hidden = None if hidden_at is None else text.new_zeros(b, text.shape[-1])
         eranks = None if self.training else self._rank_table(shared_feats)
         for route, idx in groups.items():
             ix = torch.tensor(idx, device=images.device)
@@ -257,7 +263,10 @@ class MultiEncoderVLM(nn.Module):
                 scale = p if soft else p / p.detach()  # straight-through: 1 in value, router gradient
                 if not soft:
                     vis = vis * scale.view(-1, 1, 1)
-            group_logits = self._llm_logits(vis, text[ix], attention_mask[ix])
+            group_logits, group_hidden = self._llm_logits(vis, text[ix], attention_mask[ix], hidden_at is not None)
+            if hidden is not None:
+                h = group_hidden[torch.arange(len(idx), device=ix.device), hidden_at[ix]].to(hidden.dtype)
+                hidden = hidden + scale.to(h.dtype)[:, None] * h if soft else hidden.index_copy(0, ix, h)
             if labels is not None:
                 g_nll = _masked_nll(group_logits, labels[ix])
                 if soft:
@@ -274,15 +283,18 @@ class MultiEncoderVLM(nn.Module):
             if probs is not None and self.training:
                 aux.update(router_losses(probs, self.cfg.router))
                 loss = loss + aux["router_loss"]
-        return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux, eranks=eranks)
+        return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux, eranks=eranks,
+                         answer_hidden=hidden)
 
-    def _llm_logits(self, vis: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Run the LLM on [visual; text]; return the prediction for each text position (b, T, V)."""
+    def _llm_logits(self, vis: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, hidden: bool = False):
+        """Run the LLM on [visual; text]; return the prediction for each text position (b, T, V) and, if
+        ``hidden``, the last hidden state it comes from (b, T, D), else None."""
         nv = vis.shape[1]
         embeds = torch.cat([vis.to(text.dtype), text], dim=1)
         full_mask = torch.cat([mask.new_ones(mask.shape[0], nv), mask], dim=1)
-        out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False, logits_to_keep=text.shape[1] + 1)
-        return out.logits[:, :-1]
+        out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False,
+                       logits_to_keep=text.shape[1] + 1, output_hidden_states=hidden)
+        return out.logits[:, :-1], (out.hidden_states[-1][:, nv - 1 : -1] if hidden else None)
 
     # ----- text helpers ---------------------------------------------------------------------
     def _tok(self):
