@@ -6,7 +6,6 @@ import importlib.util
 import io
 import os
 import shutil
-import types
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from scopebench.demo.build_suite import build_suite  # noqa: E402
+from scopebench.demo.chance import evaluate_answers, guesser  # noqa: E402
 from scopebench.demo.suite_data import check_mini_suite_files, mini_task_include_path, task_data_files  # noqa: E402
 from scopebench.demo.world import (  # noqa: E402
     TASKS,
@@ -133,26 +133,8 @@ def test_prompts_and_scoring_functions_are_lmms_evals_own():
 
 
 def _evaluate(tasks, answer_for, out: Path) -> dict:
-    """Run lmms-eval's simple_evaluate with a model that answers from ``answer_for(task, doc_id)``."""
-    from lmms_eval.api.model import lmms
-    from lmms_eval.evaluator import simple_evaluate
-    from lmms_eval.tasks.ocrbench import utils as ocrbench_utils
-
-    class Answerer(lmms):
-        def generate_until(self, requests):
-            return [answer_for(r.args[4], r.args[3]) for r in requests]
-
-        def loglikelihood(self, requests):
-            raise NotImplementedError
-
-        def generate_until_multi_round(self, requests):
-            raise NotImplementedError
-
-    ocrbench_utils.OCRBench_score.update(dict.fromkeys(ocrbench_utils.OCRBench_score, 0))  # it accumulates
-    manager, _ = tasks
-    res = simple_evaluate(model=Answerer(), tasks=sorted(TASKS), task_manager=manager, log_samples=False,
-                          bootstrap_iters=0, cli_args=types.SimpleNamespace(output_path=str(out), process_with_media=False))
-    return res["results"]
+    """lmms-eval's simple_evaluate of the 16 mini tasks with a model that answers ``answer_for(task, doc_id)``."""
+    return evaluate_answers(tasks[0], lambda task, doc_id, prompt: answer_for(task, doc_id), out)["results"]
 
 
 def _percent(results: dict, bench) -> float:
@@ -247,3 +229,18 @@ def test_suite_definitions_load():
     ocr = load_suite("scope-ocr")
     assert [b.task for b in ocr.benchmarks] == ["docvqa_val", "infovqa_val", "textvqa_val", "chartqa", "vcr_wiki_en_hard"]
     assert load_suite("cambrian16").benchmark("MathVista").task == "mathvista_testmini_format"
+
+
+def test_random_guesser_guesses_among_what_the_question_offers():
+    """The chance baseline: a random offered letter, Yes/No, else a random answer of the task's own list."""
+    guess = guesser(0)
+    lettered = "What colour?\nA. red\nB. blue\nC. green\nAnswer with the option's letter from the given choices directly."
+    assert {guess("c16mini_mmbench", 0, lettered) for _ in range(60)} == {"A", "B", "C"}
+    cv = "How many cones? Select from the following choices.\n(A) 3\n(B) 5"
+    assert {guess("c16mini_cv_bench_2d", 0, cv) for _ in range(30)} == {"A", "B"}
+    assert {guess("c16mini_mme", 0, "Is it red? Please answer yes or no.") for _ in range(30)} == {"Yes", "No"}
+    prior = {" ".join(WORD_PATTERN.findall(a)) for a in suite_answers("c16mini_textvqa")}
+    said = {guess("c16mini_textvqa", 0, "What is the name of the shop?") for _ in range(200)}
+    assert said <= prior and len(said) > 10
+    draws = [[g("c16mini_textvqa", 0, "?") for _ in range(20)] for g in (guesser(0), guesser(0), guesser(1))]
+    assert draws[0] == draws[1] != draws[2]

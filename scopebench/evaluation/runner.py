@@ -190,7 +190,8 @@ def _save_part(part: Path, results: dict, score: dict, routes: list[dict]) -> No
     atomic_write_text(part / "done", time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
-def _quiet_logs() -> None:
+def quiet_logs() -> None:
+    """Silence lmms-eval, datasets and transformers logging below ERROR (progress is shown by scopebench)."""
     import logging
 
     from loguru import logger
@@ -224,7 +225,7 @@ def run_eval(
     manifest = check_run_dir(out, suite_obj, fingerprints)
     task_of = {b.name: (b.judge_task if judge and b.judge_task else b.task) for b in benches}
     rank = int(os.environ.get("RANK", 0))
-    _quiet_logs()
+    quiet_logs()
     from scopebench.evaluation.datasets import task_config, task_manager
 
     manager = task_manager(suite_obj, list(task_of.values()))

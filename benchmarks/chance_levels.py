@@ -1,0 +1,68 @@
+"""How far above chance is each model on cambrian16-mini? Chance measured by lmms-eval's own scoring.
+
+Scores a random guesser (``scopebench.demo.chance``: a random option letter, Yes/No, or a random
+answer from the task's answer list) ``--draws`` times, prints each benchmark's mean chance score and
+the 95th percentile over draws, and, for every model in the given run directories, its score with
+a ``*`` where it is above that 95th percentile ("clearly above chance"), and how many benchmarks are:
+
+    scopebench eval --output /tmp/demo-run
+    python benchmarks/chance_levels.py /tmp/demo-run            # 20 draws: about 2 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from scopebench.analysis.aggregate import groups  # noqa: E402
+from scopebench.demo.chance import chance_scores  # noqa: E402
+from scopebench.evaluation.runner import quiet_logs  # noqa: E402
+from scopebench.suites import load_suite  # noqa: E402
+from scopebench.tables import load_table  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="*", type=Path, help="run directories written by `scopebench eval`")
+    ap.add_argument("--draws", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    quiet_logs()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        chance = chance_scores(args.draws, Path(tmp), args.seed)
+    by_bench = chance.groupby("benchmark")["score"]
+    mean, p95 = by_bench.mean(), by_bench.quantile(0.95)
+    suite = load_suite("cambrian16-mini")
+    names = groups(suite)["Overall"]
+    scores = {}
+    for run in args.runs:
+        table = load_table(run, "scores")
+        for model, part in table.groupby("model", sort=False):
+            scores[model] = dict(zip(part["benchmark"], part["score"], strict=True))
+    print(f"chance: {args.draws} draws of a random guesser ({time.perf_counter() - start:.0f}s); "
+          "* = above the 95th percentile of chance")
+    print(f"{'benchmark':14s} {'chance':>6s} {'p95':>6s}" + "".join(f" {m[:22]:>22s}" for m in scores))
+    above = dict.fromkeys(scores, 0)
+    for b in names:
+        cells = []
+        for model, row in scores.items():
+            value = row.get(b)
+            star = value is not None and value > p95[b]
+            above[model] += star
+            cells.append(f" {'-' if value is None else f'{value:.1f}' + ('*' if star else ' '):>22s}")
+        print(f"{b:14s} {mean[b]:6.1f} {p95[b]:6.1f}" + "".join(cells))
+    overall = mean[names].mean()
+    print(f"{'Overall':14s} {overall:6.1f} {'':6s}" + "".join(
+        f" {sum(row.get(b, float('nan')) for b in names) / len(names):22.1f}" for row in scores.values()))
+    print(f"{'above chance':14s} {'':6s} {'':6s}" + "".join(f" {f'{n}/{len(names)}':>22s}" for n in above.values()))
+
+
+if __name__ == "__main__":
+    main()
