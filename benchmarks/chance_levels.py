@@ -2,8 +2,8 @@
 
 Scores a random guesser (``scopebench.demo.chance``: a random option letter, Yes/No, or a random
 answer from the task's answer list) ``--draws`` times, prints each benchmark's mean chance score and
-the 95th percentile over draws, and, for every model in the given run directories, its score with
-a ``*`` where it is above that 95th percentile ("clearly above chance"), and how many benchmarks are:
+the 95th percentile over draws, and, for every model in the given run directories, the benchmarks
+where its score is above that 95th percentile ("clearly above chance"):
 
     scopebench eval --output /tmp/demo-run
     python benchmarks/chance_levels.py /tmp/demo-run            # 20 draws: about 2 minutes on 2 cores
@@ -41,28 +41,20 @@ def main() -> None:
     mean, p95 = by_bench.mean(), by_bench.quantile(0.95)
     suite = load_suite("cambrian16-mini")
     names = groups(suite)["Overall"]
-    scores = {}
+    print(f"chance: {args.draws} draws of a random guesser ({time.perf_counter() - start:.0f}s)")
+    print(f"{'benchmark':14s} {'mean':>6s} {'p95':>6s}")
+    for b in names:
+        print(f"{b:14s} {mean[b]:6.1f} {p95[b]:6.1f}")
+    for group, members in groups(suite).items():
+        print(f"{group:14s} {mean[members].mean():6.1f}")
     for run in args.runs:
         table = load_table(run, "scores")
         for model, part in table.groupby("model", sort=False):
-            scores[model] = dict(zip(part["benchmark"], part["score"], strict=True))
-    print(f"chance: {args.draws} draws of a random guesser ({time.perf_counter() - start:.0f}s); "
-          "* = above the 95th percentile of chance")
-    print(f"{'benchmark':14s} {'chance':>6s} {'p95':>6s}" + "".join(f" {m[:22]:>22s}" for m in scores))
-    above = dict.fromkeys(scores, 0)
-    for b in names:
-        cells = []
-        for model, row in scores.items():
-            value = row.get(b)
-            star = value is not None and value > p95[b]
-            above[model] += star
-            cells.append(f" {'-' if value is None else f'{value:.1f}' + ('*' if star else ' '):>22s}")
-        print(f"{b:14s} {mean[b]:6.1f} {p95[b]:6.1f}" + "".join(cells))
-    overall = mean[names].mean()
-    print(f"{'Overall':14s} {overall:6.1f} {'':6s}" + "".join(
-        f" {sum(row.get(b, float('nan')) for b in names) / len(names):22.1f}" for row in scores.values()))
-    print(f"{'above chance':14s} {'':6s} {'':6s}" + "".join(f" {f'{n}/{len(names)}':>22s}" for n in above.values()))
-
+            score = dict(zip(part["benchmark"], part["score"], strict=True))
+            above = [b for b in names if b in score and score[b] > p95[b]]
+            overall = sum(score.get(b, float("nan")) for b in names) / len(names)
+            print(f"{run.name}/{model}: overall {overall:.1f}; above the chance p95 on {len(above)}/{len(names)}: "
+                  f"{', '.join(above) or 'none'}")
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,7 @@ Trains Baseline-0's architecture (shared encoder + the demo LLM, the recipe's ``
 position-embedding init) on the recipe's training data for all sixteen mini tasks, optionally after
 or alongside the interventions that ``probe_demo_skill.py`` found to help one skill:
 
-* ``--warmup N``: N steps of easy perception first (lone-shape colour, shape, location, count and
+* ``--warmup N``: N steps of easy perception first (shape-scene colour, shape, location, count and
   size facts asked openly), as a VLM's first stage aligns the vision pathway before instruction data;
 * ``--open-copies``: every lettered training fact is also asked openly (answer: the option's text);
   ``--open-only``: asked only openly, also when measuring (does the image pathway learn the content?);
@@ -24,39 +24,31 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import time
 from pathlib import Path
 
 import torch
-from probe_demo_skill import INSTRUCTION, pretrain_text, tensors, train_with_content_head
+from probe_demo_skill import INSTRUCTION, pretrain_text, tensors
 
 from scopebench.config import config_from_dict
 from scopebench.demo import train as recipe
-from scopebench.demo.synth.core import Rng
-from scopebench.demo.synth.shapes import shape_fact
-from scopebench.demo.world import TASKS, TRAIN_SEED_START, WORD_PATTERN, training_examples, vocabulary_corpus
+from scopebench.demo.train import options
+from scopebench.demo.world import (
+    OPEN_INSTRUCTION,
+    TASKS,
+    TRAIN_SEED_START,
+    WORD_PATTERN,
+    training_examples,
+    vocabulary_corpus,
+    warmup_examples,
+)
 from scopebench.models.build import build_model
 from scopebench.models.checkpoint import save_checkpoint
 from scopebench.models.tokenizer import build_word_tokenizer
 
-OPTION = re.compile(r"^(\(?)([A-Z])([.)])\s+(.*)$")
-OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
 NOT_QUESTION = ("Answer with", "Please answer", "Note:")
-WARMUP_KINDS = ("color", "shape", "location", "count", "size")
 RESNET = {"spec": "timm:resnet18", "image_size": 128, "feature_layer": "penultimate",
           "overrides": {"layers": [1, 1, 1, 1], "channels": [16, 32, 64, 96], "stem_width": 16}}
-
-
-def options(prompt: str, answer: str) -> tuple[list[str], list[int], list[re.Match], str] | None:
-    """A lettered prompt's lines, option line numbers, option matches and right option text (None: not lettered)."""
-    lines = prompt.split("\n")
-    at = [i for i, line in enumerate(lines) if OPTION.match(line)]
-    found = [OPTION.match(lines[i]) for i in at]
-    letters = [m.group(2) for m in found]
-    if answer not in letters:
-        return None
-    return lines, at, found, found[letters.index(answer)].group(4)
 
 
 def open_copy(prompt: str, answer: str) -> tuple[str, str] | None:
@@ -157,16 +149,14 @@ def main() -> None:
                   pretrain_text(model.llm, real, 500, 1e-3, tok.pad_token_id)]
         print(f"text stage: last loss {losses[0]:.3f} (generic), {losses[1]:.3f} (task layouts)")
     if args.warmup:
-        facts = [shape_fact(Rng(7, i), WARMUP_KINDS[i % len(WARMUP_KINDS)]) for i in range(6000)]
-        warm = tensors([(f"{f.question}\n{OPEN_INSTRUCTION}", f.answer) for f in facts], tok, [f.image for f in facts])
+        facts = warmup_examples(recipe.WARMUP_EXAMPLES)
+        warm = tensors([(f["prompt"], f["answer"]) for f in facts], tok, [f["image"] for f in facts])
         recipe.train(model, warm, args.warmup, lr=1e-3, seed=args.seed + 5, log=lambda s: None)
         print(f"warm-up: {args.warmup} steps ({time.perf_counter() - start:.0f}s)")
-    if args.content_head:
+    if args.content_head:  # the recipe's content head: predict the right option's first word
         first = [(o[3] if (o := options(*pair)) else None) for pair in pairs]
-        content = torch.tensor([tok(t, add_special_tokens=False)["input_ids"][0] if t else -100 for t in first])
-        train_with_content_head(model, data, content, args.steps, args.lr, args.seed)
-    else:
-        recipe.train(model, data, args.steps, lr=args.lr, seed=args.seed, log=lambda s: None)
+        data["content"] = torch.tensor([tok(t, add_special_tokens=False)["input_ids"][0] if t else -100 for t in first])
+    recipe.train(model, data, args.steps, lr=args.lr, seed=args.seed, log=lambda s: None)
     save_checkpoint(model, args.output)
     rows = image_use(model, tok, args.open_only)
     print(f"{'task':14s} {'right':>7s} {'rolled':>7s} {'gain':>7s}")

@@ -78,38 +78,6 @@ def pretrain_text(llm, data: dict[str, torch.Tensor], steps: int, lr: float, pad
     return loss.item()
 
 
-def train_with_content_head(model, data: dict, content: torch.Tensor, steps: int, lr: float, seed: int) -> None:
-    """The recipe's loop plus an auxiliary head that predicts, from the LLM's last hidden state where the
-    answer letter is predicted, the first token of the right option's text (dropped after training)."""
-    norm, store = model.llm.model.norm, {}
-    hook = norm.register_forward_hook(lambda m, i, o: store.__setitem__("h", o))
-    head = torch.nn.Linear(norm.weight.shape[0], content.max().item() + 1)
-    params = [*model.parameters(), *head.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    gen, n = torch.Generator().manual_seed(seed), data["ids"].shape[0]
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(n, (recipe.BATCH,), generator=gen)
-        lengths = recipe._lengths(data["labels"][idx])
-        width = int(lengths.max())
-        ids, labels = data["ids"][idx, :width], data["labels"][idx, :width]
-        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        out = model(data["images"][idx].float() / 255.0, ids, mask, labels=labels)
-        first = (labels != -100).float().argmax(1)  # text index of the answer's first token
-        at = store["h"].shape[1] - ids.shape[1] + first - 1  # the position that predicts it
-        hidden = store["h"][torch.arange(len(idx)), at]
-        target = content[idx]  # -100: no option text to predict (not a lettered fact)
-        loss = out.loss + (torch.nn.functional.cross_entropy(head(hidden), target) if (target >= 0).any() else 0.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-    hook.remove()
-    model.eval()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kind", default="location", help="shape fact kind: location, color, shape, count, relation, ...")
@@ -154,11 +122,10 @@ def main() -> None:
         stated = tensors([(r["stated"], r["letter"]) for r in rows[: args.train]], tok)
         loss = pretrain_text(model.llm, stated, args.text_pretrain, 1e-3, tok.pad_token_id)
         print(f"text-only stage: {args.text_pretrain} steps, last loss {loss:.3f}")
-    if args.content_head:
-        content = torch.tensor([tok(r["content"], add_special_tokens=False)["input_ids"][0] for r in rows[: args.train]])
-        train_with_content_head(model, train, content, args.steps, args.lr, recipe.SEED)
-    else:
-        recipe.train(model, train, args.steps, args.lr, recipe.SEED, log=lambda s: None)
+    if args.content_head:  # the recipe's content head: predict the right option's first word
+        train["content"] = torch.tensor([tok(r["content"], add_special_tokens=False)["input_ids"][0]
+                                         for r in rows[: args.train]])
+    recipe.train(model, train, args.steps, args.lr, recipe.SEED, log=lambda s: None)
     with torch.no_grad():
         mask = (test["ids"] != tok.pad_token_id).long()
         images = test["images"].float() / 255.0

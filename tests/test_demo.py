@@ -44,8 +44,11 @@ def test_corrupt_demo_checkpoint_names_the_recipe(tmp_path, monkeypatch):
         load_model("demo-scope")
 
 
-def test_training_recipe_runs_a_few_steps(tmp_path):
+def test_training_recipe_runs_a_few_steps(tmp_path, capsys):
     train_all(output=tmp_path, steps=2, only=["demo-scope"])
+    log = capsys.readouterr().out
+    assert "warm-up" in log and "joint stage" in log
+    assert log.count("content_loss=") >= 4, "the content head must train in the joint and SCOPE stages"
     model = load_model(str(tmp_path / "demo-scope"))
     assert model.router is not None and model.policy.kind == "router"
     assert len(model.generate(torch.rand(1, 3, 128, 128), ["What colour is the shape?"]).texts) == 1
@@ -87,3 +90,38 @@ def test_position_embeddings_are_redrawn_for_every_vit():
     assert sorted(".".join(n.split(".")[:2]) for n in names) == ["routed.clip", "routed.hires", "shared.model"]
     params = dict(model.named_parameters())
     assert all(abs(params[n].std().item() - POSITION_STD) < 0.05 for n in names)
+
+
+def test_content_targets_are_the_right_options_first_word():
+    """The content head's target: first token of the right option's text ("A. text" and "(A) text"
+    layouts); -100 (ignored) where the answer is not an option letter."""
+    from PIL import Image
+
+    from scopebench.demo.train import training_set
+    from scopebench.models.tokenizer import build_word_tokenizer
+
+    img = Image.new("RGB", (64, 64))
+    examples = [
+        {"image": img, "prompt": "What colour?\nA. red\nB. dark blue\nAnswer with the letter.", "answer": "B"},
+        {"image": img, "prompt": "Which is closer?\n(A) yellow ball\n(B) purple ball", "answer": "A"},
+        {"image": img, "prompt": "What colour?\nAnswer with a word.", "answer": "red"},
+        {"image": img, "prompt": "How many?\nA. 3\nB. 4", "answer": "5"},
+    ]
+    tok = build_word_tokenizer([f"{ex['prompt']} {ex['answer']}" for ex in examples])
+    data = training_set(tok, examples)
+
+    def first(word):
+        return tok(word, add_special_tokens=False)["input_ids"][0]
+
+    assert data["content"].tolist() == [first("dark"), first("yellow"), -100, -100]
+    assert data["images"].shape == (4, 3, 128, 128) and data["images"].dtype == torch.uint8
+
+
+def test_warmup_examples_are_deterministic_open_questions():
+    from scopebench.demo.world import OPEN_INSTRUCTION, pixel_digest, warmup_examples
+
+    a, b = warmup_examples(10), warmup_examples(10)
+    assert [pixel_digest(x["image"]) for x in a] == [pixel_digest(x["image"]) for x in b]
+    assert [x["answer"] for x in a] == [x["answer"] for x in b]
+    assert all(x["prompt"].endswith(OPEN_INSTRUCTION) and x["answer"] for x in a)
+    assert len({pixel_digest(x["image"]) for x in a}) == 10

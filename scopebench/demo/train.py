@@ -1,14 +1,20 @@
 """The demo recipe: train the tiny SCOPE model and its baselines on the synthetic world, on CPU.
 
 One command (``scopebench demo train``), fixed seeds. Training data come from world seeds
-disjoint from the cambrian16-mini suite's. Two stages, as multi-encoder VLMs are usually built:
+disjoint from the cambrian16-mini suite's. Three stages, as multi-encoder VLMs are usually built:
 
-1. joint stage: one model with every encoder learns the encoders, projectors and LLM; each sample
-   takes the shared encoder plus one routed encoder drawn at random (the ``random`` policy), so a
-   step costs one path, not all of them;
-2. variant stage: each demo model starts from the joint weights of the modules it has and is
+1. warm-up (alignment): one model with every encoder learns easy perception, facts about shape scenes
+   asked openly (colour, shape, location, count, size), so the vision pathway starts to carry content;
+2. joint stage: the same model learns the 16 mini tasks' training data; each sample takes the shared
+   encoder plus one routed encoder drawn at random (the ``random`` policy), so a step costs one path;
+3. variant stage: each demo model starts from the joint weights of the modules it has and is
    fine-tuned with its own policy: Baseline-0 (shared only), Baseline-1 per routed encoder,
    Baseline-all, and SCOPE, whose new router is trained with the dual entropy losses.
+
+In the joint and variant stages a content head (a linear layer, training only) predicts the first
+word of the right option's text from the LLM's last hidden state where an option letter is
+predicted: a from-scratch LLM otherwise learns each lettered task's letter prior and ignores the
+image (see the README's demo section and ``benchmarks/probe_demo_skill.py``).
 
 The demo encoders come from all three sources and differ by design: a low-resolution ViT
 (timm, 64 px) as the shared encoder; a high-resolution ViT (transformers CLIP, 128 px, the
@@ -25,6 +31,8 @@ is answered 100% right after the same 300 steps).
 
 from __future__ import annotations
 
+import copy
+import re
 import time
 from pathlib import Path
 
@@ -42,7 +50,9 @@ DEMO_MODELS = {
     "demo-baseline-all": "all",
     "demo-scope": "router",
 }
-JOINT_STEPS, VARIANT_STEPS, BATCH = 800, 160, 32
+WARMUP_STEPS, JOINT_STEPS, VARIANT_STEPS, BATCH = 500, 800, 160, 32
+WARMUP_EXAMPLES = 6000
+JOINT_LR = 2e-3
 POSITION_STD = 0.5
 POSITION_PARAMS = ("pos_embed", "positional_embedding", "position_embedding.weight")
 
@@ -83,33 +93,59 @@ def demo_config(name: str, policy: str, vocab: int) -> dict:
     }
 
 
-def training_set(tokenizer, seeds_per_task: int) -> dict[str, torch.Tensor]:
-    """Every mini task's training examples as tensors: uint8 images, token ids, labels (answer + eos)."""
+OPTION = re.compile(r"^(\(?)([A-Z])([.)])\s+(.*)$")  # "A. text" or "(A) text"
+
+
+def options(prompt: str, answer: str) -> tuple[list[str], list[int], list[re.Match], str] | None:
+    """A lettered prompt's lines, option line numbers, option matches and the right option's text;
+    None when ``answer`` is not one of the prompt's option letters."""
+    lines = prompt.split("\n")
+    at = [i for i, line in enumerate(lines) if OPTION.match(line)]
+    found = [OPTION.match(lines[i]) for i in at]
+    letters = [m.group(2) for m in found]
+    if answer not in letters:
+        return None
+    return lines, at, found, found[letters.index(answer)].group(4)
+
+
+def training_set(tokenizer, examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Examples ``{"image", "prompt", "answer"}`` as tensors: uint8 images, token ids, labels (answer +
+    eos) and content targets (first token of the right option's text; -100 if the answer is no letter)."""
     from torchvision.transforms.functional import pil_to_tensor
 
-    from scopebench.demo.world import TASKS, TRAIN_SEED_START, training_examples
-
-    images, seqs, labels = [], [], []
-    for task in TASKS:
-        for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + seeds_per_task)):
-            prompt = tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
-            answer = tokenizer(ex["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            images.append(pil_to_tensor(ex["image"].convert("RGB").resize((128, 128))))
-            seqs.append(prompt + answer)
-            labels.append([-100] * len(prompt) + answer)
+    images, seqs, labels, content = [], [], [], []
+    for ex in examples:
+        prompt = tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
+        answer = tokenizer(ex["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        images.append(pil_to_tensor(ex["image"].convert("RGB").resize((128, 128))))
+        seqs.append(prompt + answer)
+        labels.append([-100] * len(prompt) + answer)
+        parsed = options(ex["prompt"], ex["answer"])
+        content.append(tokenizer(parsed[3], add_special_tokens=False)["input_ids"][0] if parsed else -100)
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
     lab = torch.full((len(seqs), width), -100, dtype=torch.long)
     for i, (s, lb) in enumerate(zip(seqs, labels, strict=True)):
         ids[i, : len(s)] = torch.tensor(s)
         lab[i, : len(lb)] = torch.tensor(lb)
-    return {"images": torch.stack(images), "ids": ids, "labels": lab}
+    return {"images": torch.stack(images), "ids": ids, "labels": lab, "content": torch.tensor(content)}
 
 
-def train(model, data: dict[str, torch.Tensor], steps: int, lr: float, seed: int, log=print) -> None:
-    """AdamW with warm-up and cosine decay; batches drawn with a fixed generator."""
+def train(model, data: dict[str, torch.Tensor], steps: int, lr: float, seed: int,
+          head: torch.nn.Linear | None = None, log=print) -> torch.nn.Linear | None:
+    """AdamW with warm-up and cosine decay; batches drawn with a fixed generator.
+
+    If ``data`` has content targets (``"content"``, any >= 0), the content head (``head``, or a new one)
+    is trained alongside: the cross-entropy of its prediction from ``answer_hidden`` is added to the
+    loss. Returns the head.
+    """
+    use_head = "content" in data and bool((data["content"] >= 0).any())
+    if use_head and head is None:
+        vocab = model.llm.get_output_embeddings().out_features
+        head = torch.nn.Linear(model.llm.get_input_embeddings().embedding_dim, vocab)
+    params = [*model.parameters(), *(head.parameters() if use_head else [])]
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
     n = data["ids"].shape[0]
@@ -121,16 +157,23 @@ def train(model, data: dict[str, torch.Tensor], steps: int, lr: float, seed: int
         width = int(lengths.max())
         ids, labels = ids[:, :width], labels[:, :width]
         mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        out = model(data["images"][idx].float() / 255.0, ids, mask, labels=labels)
+        first = (labels != -100).long().argmax(1)  # text index of each answer's first token
+        out = model(data["images"][idx].float() / 255.0, ids, mask, labels=labels, hidden_at=first if use_head else None)
+        loss, aux = out.loss, {k: v for k, v in out.aux.items() if k != "lm_loss"}
+        target = data["content"][idx] if use_head else None
+        if use_head and bool((target >= 0).any()):
+            aux["content_loss"] = torch.nn.functional.cross_entropy(head(out.answer_hidden), target, ignore_index=-100)
+            loss = loss + aux["content_loss"]
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         if step % 100 == 0 or step == steps - 1:
-            extra = "".join(f" {k}={v.item():.3f}" for k, v in out.aux.items() if k != "lm_loss")
+            extra = "".join(f" {k}={v.item():.3f}" for k, v in aux.items())
             log(f"  step {step:4d}/{steps} loss={out.aux['lm_loss'].item():.3f}{extra} ({time.perf_counter() - start:.0f}s)")
     model.eval()
+    return head
 
 
 def init_position_embeddings(model, std: float = POSITION_STD) -> list[str]:
@@ -163,8 +206,14 @@ def _transfer(src, dst) -> None:
 
 
 def train_all(output: Path | None = None, steps: int | None = None, only: list[str] | None = None) -> None:
-    """`scopebench demo train`: build the tokenizer and data, run both stages, save the checkpoints."""
-    from scopebench.demo.world import vocabulary_corpus
+    """`scopebench demo train`: build the tokenizer and data, run the three stages, save the checkpoints."""
+    from scopebench.demo.world import (
+        TASKS,
+        TRAIN_SEED_START,
+        training_examples,
+        vocabulary_corpus,
+        warmup_examples,
+    )
     from scopebench.models.build import build_model
     from scopebench.models.checkpoint import save_checkpoint
     from scopebench.models.tokenizer import build_word_tokenizer
@@ -179,21 +228,24 @@ def train_all(output: Path | None = None, steps: int | None = None, only: list[s
     torch.manual_seed(SEED)
     start = time.perf_counter()
     tokenizer = build_word_tokenizer(vocabulary_corpus())
-    seeds = TRAIN_SEEDS_PER_TASK if steps is None else 4
-    data = training_set(tokenizer, seeds)
-    print(f"data: {data['ids'].shape[0]} examples, vocab {len(tokenizer)} ({time.perf_counter() - start:.0f}s)")
-    joint_steps = JOINT_STEPS if steps is None else steps
-    variant_steps = VARIANT_STEPS if steps is None else steps
+    seeds = range(TRAIN_SEED_START, TRAIN_SEED_START + (TRAIN_SEEDS_PER_TASK if steps is None else 4))
+    data = training_set(tokenizer, [ex for task in TASKS for ex in training_examples(task, seeds)])
+    warm = training_set(tokenizer, warmup_examples(WARMUP_EXAMPLES if steps is None else 64))
+    print(f"data: {data['ids'].shape[0]} examples, {warm['ids'].shape[0]} warm-up, vocab {len(tokenizer)} "
+          f"({time.perf_counter() - start:.0f}s)")
+    warmup_steps, joint_steps, variant_steps = (WARMUP_STEPS, JOINT_STEPS, VARIANT_STEPS) if steps is None else (steps,) * 3
     joint = build_model(config_from_dict(demo_config("demo-joint", "random", len(tokenizer)), "demo"), tokenizer)
     init_position_embeddings(joint)
-    print(f"joint stage: {sum(p.numel() for p in joint.parameters()) / 1e6:.2f}M parameters, {joint_steps} steps")
-    train(joint, data, joint_steps, lr=2e-3, seed=SEED)
+    print(f"warm-up: {sum(p.numel() for p in joint.parameters()) / 1e6:.2f}M parameters, {warmup_steps} steps")
+    train(joint, warm, warmup_steps, lr=1e-3, seed=SEED + 100)
+    print(f"joint stage: {joint_steps} steps")
+    head = train(joint, data, joint_steps, lr=JOINT_LR, seed=SEED)
     for i, (name, policy) in enumerate(DEMO_MODELS.items()):
         if only and name not in only:
             continue
         model = build_model(config_from_dict(demo_config(name, policy, len(tokenizer)), "demo"), tokenizer)
         _transfer(joint, model)
         print(f"{name} ({policy}): {variant_steps} steps")
-        train(model, data, variant_steps, lr=1e-3, seed=SEED + 1 + i)
+        train(model, data, variant_steps, lr=1e-3, seed=SEED + 1 + i, head=copy.deepcopy(head))
         save_checkpoint(model, out / name)
     print(f"saved to {out} in {time.perf_counter() - start:.0f}s")

@@ -161,6 +161,21 @@ def training_examples(task: str, seeds: Iterable[int]) -> list[dict]:
     return out
 
 
+WARMUP_KINDS = ("color", "shape", "location", "count", "size")
+OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
+
+
+def warmup_examples(n: int) -> list[dict]:
+    """``n`` easy perception examples ``{"image", "prompt", "answer"}``: facts about a shape scene (colour,
+    shape, location, count, size) asked openly, as a VLM's alignment stage asks them. Seeds from
+    ``TRAIN_SEED_START`` on, in a namespace of their own."""
+    from scopebench.demo.synth.shapes import shape_fact
+
+    namespace = zlib.crc32(b"warmup")
+    facts = [shape_fact(Rng(namespace, TRAIN_SEED_START + i), WARMUP_KINDS[i % len(WARMUP_KINDS)]) for i in range(n)]
+    return [{"image": f.image, "prompt": f"{f.question}\n{OPEN_INSTRUCTION}", "answer": f.answer} for f in facts]
+
+
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]+")
 
 
@@ -175,7 +190,7 @@ def vocabulary_corpus(seeds_per_task: int = 300) -> list[str]:
              *depth.KINDS, *(f"{k}s" for k in depth.KINDS), *road.LIGHTS, *road.CAR_COLORS,
              "yes", "no", "Yes", "No", "left", "right", "above", "below", "repel", "attract", "car", "filled", "empty",
              "solid", "dashed", "inside", "outside", "up", "down"]
-    corpus = [" ".join(words)]
+    corpus = [" ".join(words), *(f"{ex['prompt']} {ex['answer']}" for ex in warmup_examples(200))]
     for task in TASKS:
         for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + seeds_per_task)):
             corpus += [ex["prompt"], ex["answer"]]
