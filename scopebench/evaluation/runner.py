@@ -179,7 +179,7 @@ def _read_traces(folder: Path) -> list[dict]:
 
 
 def _save_part(part: Path, results: dict, score: dict, routes: list[dict]) -> None:
-    """lmms-eval's raw results and samples, then this pair's tables; `done` is written last."""
+    """lmms-eval's raw results and samples, then this pair's tables (its `done` marker comes later)."""
     raw = {k: v for k, v in results.items() if k != "samples"}
     atomic_write_text(part / "lmms_eval_results.json", json.dumps(raw, indent=1, default=str))
     samples = results.get("samples", {})
@@ -187,7 +187,6 @@ def _save_part(part: Path, results: dict, score: dict, routes: list[dict]) -> No
     atomic_write_text(part / "lmms_eval_samples.jsonl", "\n".join(lines) + "\n")
     write_table(pd.DataFrame([score]), part / "scores.parquet")
     write_table(pd.DataFrame(routes), part / "routes.parquet")
-    atomic_write_text(part / "done", time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
 def quiet_logs() -> None:
@@ -298,6 +297,8 @@ def _evaluate(todo, names, task_of, configs, manager, out, suite, limit, batch_s
         _save_part(part, results, score, routes)
         merge_rows(out, "scores", pd.DataFrame([score]), ["model", "benchmark"])
         merge_rows(out, "routes", pd.DataFrame(routes), ["model", "benchmark", "doc_id"])
+        # last: a part marked done is skipped on resume, so it must already be in the run's tables
+        atomic_write_text(part / "done", time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
 def _reset_task_state() -> None:
