@@ -32,6 +32,7 @@ from scopebench.demo.synth import bench_knowledge as k
 from scopebench.demo.synth import bench_ocr as o
 from scopebench.demo.synth import bench_vision as v
 from scopebench.demo.synth.core import Rng, lexicon
+from scopebench.demo.synth.shapes import shape_fact
 
 SUITE_SEEDS = range(1000)
 TRAIN_SEED_START = 1_000_000
@@ -169,8 +170,6 @@ def warmup_examples(n: int) -> list[dict]:
     """``n`` easy perception examples ``{"image", "prompt", "answer"}``: facts about a shape scene (colour,
     shape, location, count, size) asked openly, as a VLM's alignment stage asks them. Seeds from
     ``TRAIN_SEED_START`` on, in a namespace of their own."""
-    from scopebench.demo.synth.shapes import shape_fact
-
     namespace = zlib.crc32(b"warmup")
     facts = [shape_fact(Rng(namespace, TRAIN_SEED_START + i), WARMUP_KINDS[i % len(WARMUP_KINDS)]) for i in range(n)]
     return [{"image": f.image, "prompt": f"{f.question}\n{OPEN_INSTRUCTION}", "answer": f.answer} for f in facts]
