@@ -39,13 +39,13 @@ def main() -> None:
         chance = chance_scores(args.draws, Path(tmp), args.seed)
     by_bench = chance.groupby("benchmark")["score"]
     mean, p95 = by_bench.mean(), by_bench.quantile(0.95)
-    suite = load_suite("cambrian16-mini")
-    names = groups(suite)["Overall"]
+    members_of = groups(load_suite("cambrian16-mini"))
+    names = members_of["Overall"]
     print(f"chance: {args.draws} draws of a random guesser ({time.perf_counter() - start:.0f}s)")
     print(f"{'benchmark':14s} {'mean':>6s} {'p95':>6s}")
     for b in names:
         print(f"{b:14s} {mean[b]:6.1f} {p95[b]:6.1f}")
-    for group, members in groups(suite).items():
+    for group, members in members_of.items():
         print(f"{group:14s} {mean[members].mean():6.1f}")
     for run in args.runs:
         table = load_table(run, "scores")
@@ -55,6 +55,7 @@ def main() -> None:
             overall = sum(score.get(b, float("nan")) for b in names) / len(names)
             print(f"{run.name}/{model}: overall {overall:.1f}; above the chance p95 on {len(above)}/{len(names)}: "
                   f"{', '.join(above) or 'none'}")
+
 
 if __name__ == "__main__":
     main()

@@ -32,12 +32,12 @@ from probe_demo_skill import INSTRUCTION, pretrain_text, tensors
 
 from scopebench.config import config_from_dict
 from scopebench.demo import train as recipe
-from scopebench.demo.train import options
 from scopebench.demo.world import (
     OPEN_INSTRUCTION,
     TASKS,
     TRAIN_SEED_START,
     WORD_PATTERN,
+    options,
     training_examples,
     vocabulary_corpus,
     warmup_examples,
@@ -133,7 +133,9 @@ def main() -> None:
             if (copy := open_copy(ex["prompt"], ex["answer"])) is not None:
                 pairs.append(copy)
                 images.append(ex["image"])
-    data = tensors(pairs, tok, images)
+    data = recipe.training_set(tok, [{"image": img, "prompt": p, "answer": a} for (p, a), img in zip(pairs, images, strict=True)])
+    if not args.content_head:  # training_set also builds the content head's targets
+        del data["content"]
     print(f"data: {len(pairs)} examples ({time.perf_counter() - start:.0f}s)")
     cfg = recipe.demo_config(args.output.name, "shared_only", len(tok)) | {"seed": args.seed}
     if args.shared == "resnet":
@@ -149,13 +151,9 @@ def main() -> None:
                   pretrain_text(model.llm, real, 500, 1e-3, tok.pad_token_id)]
         print(f"text stage: last loss {losses[0]:.3f} (generic), {losses[1]:.3f} (task layouts)")
     if args.warmup:
-        facts = warmup_examples(recipe.WARMUP_EXAMPLES)
-        warm = tensors([(f["prompt"], f["answer"]) for f in facts], tok, [f["image"] for f in facts])
+        warm = recipe.training_set(tok, warmup_examples(recipe.WARMUP_EXAMPLES))
         recipe.train(model, warm, args.warmup, lr=1e-3, seed=args.seed + 5, log=lambda s: None)
         print(f"warm-up: {args.warmup} steps ({time.perf_counter() - start:.0f}s)")
-    if args.content_head:  # the recipe's content head: predict the right option's first word
-        first = [(o[3] if (o := options(*pair)) else None) for pair in pairs]
-        data["content"] = torch.tensor([tok(t, add_special_tokens=False)["input_ids"][0] if t else -100 for t in first])
     recipe.train(model, data, args.steps, lr=args.lr, seed=args.seed, log=lambda s: None)
     save_checkpoint(model, args.output)
     rows = image_use(model, tok, args.open_only)

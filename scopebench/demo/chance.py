@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-import re
 import types
 from collections.abc import Callable
 from functools import cache
@@ -19,9 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scopebench.demo.world import TASKS, WORD_PATTERN, suite_answers
-
-LETTER = re.compile(r"^\(?([A-Z])[.)]\s", re.MULTILINE)
+from scopebench.demo.world import OPTION, TASKS, WORD_PATTERN, suite_answers
 
 Answerer = Callable[[str, int, str], str]  # (task, doc_id, prompt) -> answer
 
@@ -55,7 +52,7 @@ def guesser(seed: int) -> Answerer:
     rng = random.Random(seed)
 
     def answer(task: str, doc_id: int, prompt: str) -> str:
-        letters = LETTER.findall(prompt)
+        letters = [m.group(2) for line in prompt.split("\n") if (m := OPTION.match(line))]
         if len(letters) >= 2:
             return rng.choice(letters)
         if "yes or no" in prompt.lower():

@@ -32,7 +32,6 @@ is answered 100% right after the same 300 steps).
 from __future__ import annotations
 
 import copy
-import re
 import time
 from pathlib import Path
 
@@ -93,25 +92,12 @@ def demo_config(name: str, policy: str, vocab: int) -> dict:
     }
 
 
-OPTION = re.compile(r"^(\(?)([A-Z])([.)])\s+(.*)$")  # "A. text" or "(A) text"
-
-
-def options(prompt: str, answer: str) -> tuple[list[str], list[int], list[re.Match], str] | None:
-    """A lettered prompt's lines, option line numbers, option matches and the right option's text;
-    None when ``answer`` is not one of the prompt's option letters."""
-    lines = prompt.split("\n")
-    at = [i for i, line in enumerate(lines) if OPTION.match(line)]
-    found = [OPTION.match(lines[i]) for i in at]
-    letters = [m.group(2) for m in found]
-    if answer not in letters:
-        return None
-    return lines, at, found, found[letters.index(answer)].group(4)
-
-
 def training_set(tokenizer, examples: list[dict]) -> dict[str, torch.Tensor]:
     """Examples ``{"image", "prompt", "answer"}`` as tensors: uint8 images, token ids, labels (answer +
     eos) and content targets (first token of the right option's text; -100 if the answer is no letter)."""
     from torchvision.transforms.functional import pil_to_tensor
+
+    from scopebench.demo.world import options
 
     images, seqs, labels, content = [], [], [], []
     for ex in examples:

@@ -176,6 +176,20 @@ def warmup_examples(n: int) -> list[dict]:
 
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]+")
+OPTION = re.compile(r"^(\(?)([A-Z])([.)])\s+(.*)$")  # "A. text" or "(A) text"
+
+
+def options(prompt: str, answer: str) -> tuple[list[str], list[int], list[re.Match], str] | None:
+    """A lettered prompt's lines, option line numbers, option matches and the right option's text;
+    None when ``answer`` is not one of the prompt's option letters."""
+    lines = prompt.split("\n")
+    at = [i for i, line in enumerate(lines) if OPTION.match(line)]
+    found = [OPTION.match(lines[i]) for i in at]
+    letters = [m.group(2) for m in found]
+    if answer not in letters:
+        return None
+    return lines, at, found, found[letters.index(answer)].group(4)
+
 
 
 def vocabulary_corpus(seeds_per_task: int = 300) -> list[str]:
