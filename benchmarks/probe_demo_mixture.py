@@ -118,9 +118,8 @@ def main() -> None:
     ap.add_argument("--open-only", action="store_true", help="ask every lettered fact only openly (training and measuring)")
     ap.add_argument("--text-stage", action="store_true", help="first train the LLM alone on the option lookup")
     ap.add_argument("--shared", choices=("vit", "resnet"), default="vit")
-    ap.add_argument("--llm-layers", type=int, default=None, help="LLM depth (default: the demo's)")
-    ap.add_argument("--lookup", action="store_true",
-                    help="the recipe's option-lookup losses (content head, pointer, binding head)")
+    ap.add_argument("--content-head", action="store_true",
+                    help="auxiliary loss: predict the right option's first word where the letter is predicted")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     start = time.perf_counter()
@@ -135,12 +134,10 @@ def main() -> None:
                 pairs.append(copy)
                 images.append(ex["image"])
     data = recipe.training_set(tok, [{"image": img, "prompt": p, "answer": a} for (p, a), img in zip(pairs, images, strict=True)])
-    if not args.lookup:  # training_set also builds the lookup losses' targets
+    if not args.content_head:  # training_set also builds the content head's targets
         del data["content"]
     print(f"data: {len(pairs)} examples ({time.perf_counter() - start:.0f}s)")
     cfg = recipe.demo_config(args.output.name, "shared_only", len(tok)) | {"seed": args.seed}
-    if args.llm_layers:
-        cfg["llm"]["config"]["num_hidden_layers"] = args.llm_layers
     if args.shared == "resnet":
         cfg["shared"] = RESNET
     model = build_model(config_from_dict(cfg, "demo"), tok)

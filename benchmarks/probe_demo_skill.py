@@ -89,8 +89,8 @@ def main() -> None:
     ap.add_argument("--text-pretrain", type=int, default=0, metavar="STEPS",
                     help="first train the LLM alone on lettered prompts that state the answer (lr 1e-3)")
     ap.add_argument("--mix-open", action="store_true", help="ask every other training fact as an open question")
-    ap.add_argument("--lookup", action="store_true",
-                    help="the recipe's option-lookup losses on the lettered facts (content head, pointer, binding head)")
+    ap.add_argument("--content-head", action="store_true",
+                    help="auxiliary loss: predict the right option's first word where the letter is predicted")
     ap.add_argument("--position-std", type=float, default=recipe.POSITION_STD,
                     help="re-draw the ViT position embeddings at this std (0: keep the libraries' init)")
     ap.add_argument("--seed", type=int, default=recipe.SEED, help="seed of the initial weights")
@@ -122,9 +122,9 @@ def main() -> None:
         stated = tensors([(r["stated"], r["letter"]) for r in rows[: args.train]], tok)
         loss = pretrain_text(model.llm, stated, args.text_pretrain, 1e-3, tok.pad_token_id)
         print(f"text-only stage: {args.text_pretrain} steps, last loss {loss:.3f}")
-    if args.lookup:  # the recipe's lookup targets (-100 for facts asked openly)
-        asked = [dict(zip(("prompt", "answer"), pair(i, r)), image=r["image"]) for i, r in enumerate(rows[: args.train])]
-        train |= {k: v for k, v in recipe.training_set(tok, asked).items() if k in ("content", "pointer", "options_at", "option_letters")}
+    if args.content_head:  # the recipe's content head: predict the right option's first word
+        train["content"] = torch.tensor([tok(r["content"], add_special_tokens=False)["input_ids"][0]
+                                         for r in rows[: args.train]])
     recipe.train(model, train, args.steps, args.lr, recipe.SEED, log=lambda s: None)
     with torch.no_grad():
         mask = (test["ids"] != tok.pad_token_id).long()

@@ -31,7 +31,6 @@ is answered 100% right after the same 300 steps).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from pathlib import Path
@@ -95,125 +94,72 @@ def demo_config(name: str, policy: str, vocab: int) -> dict:
 
 def training_set(tokenizer, examples: list[dict]) -> dict[str, torch.Tensor]:
     """Examples ``{"image", "prompt", "answer"}`` as tensors: uint8 images, token ids, labels (answer +
-    eos) and, where the answer is an option letter (else -100), the lookup targets: ``content`` (first
-    token of the right option's text), ``pointer`` (its text index), ``options_at`` (text index of each
-    option's first text token) and ``option_letters`` (each option's letter token), the last two padded
-    with -100."""
+    eos) and content targets (first token of the right option's text; -100 if the answer is no letter)."""
     from torchvision.transforms.functional import pil_to_tensor
 
     from scopebench.demo.world import options
 
-    images, seqs, labels, lookups = [], [], [], []
+    images, seqs, labels, content = [], [], [], []
     for ex in examples:
-        enc = tokenizer(ex["prompt"], add_special_tokens=False, return_offsets_mapping=True)
+        prompt = tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
         answer = tokenizer(ex["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         images.append(pil_to_tensor(ex["image"].convert("RGB").resize((128, 128))))
-        seqs.append(enc["input_ids"] + answer)
-        labels.append([-100] * len(enc["input_ids"]) + answer)
-        lookups.append(_lookup(tokenizer, ex, enc["offset_mapping"], options(ex["prompt"], ex["answer"])))
-    width, k = max(len(s) for s in seqs), max([len(lk[2]) for lk in lookups if lk] or [1])
+        seqs.append(prompt + answer)
+        labels.append([-100] * len(prompt) + answer)
+        parsed = options(ex["prompt"], ex["answer"])
+        content.append(tokenizer(parsed[3], add_special_tokens=False)["input_ids"][0] if parsed else -100)
+    width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
     lab = torch.full((len(seqs), width), -100, dtype=torch.long)
-    content, pointer = torch.full((len(seqs),), -100), torch.full((len(seqs),), -100)
-    options_at, letters = torch.full((len(seqs), k), -100), torch.full((len(seqs), k), -100)
-    for i, (s, lb, lk) in enumerate(zip(seqs, labels, lookups, strict=True)):
+    for i, (s, lb) in enumerate(zip(seqs, labels, strict=True)):
         ids[i, : len(s)] = torch.tensor(s)
         lab[i, : len(lb)] = torch.tensor(lb)
-        if lk:
-            content[i], pointer[i] = lk[0], lk[1]
-            options_at[i, : len(lk[2])], letters[i, : len(lk[3])] = torch.tensor(lk[2]), torch.tensor(lk[3])
-    return {"images": torch.stack(images), "ids": ids, "labels": lab, "content": content, "pointer": pointer,
-            "options_at": options_at, "option_letters": letters}
-
-
-def _lookup(tokenizer, ex: dict, offsets: list[tuple[int, int]], parsed) -> tuple | None:
-    """(content token, pointer, options_at, option_letters) of a lettered example; None otherwise."""
-    if parsed is None:
-        return None
-    lines, at, found, right_text = parsed
-    starts = [sum(len(line) + 1 for line in lines[:i]) + m.start(4) for i, m in zip(at, found, strict=True)]
-    at_token = [next(j for j, (_, end) in enumerate(offsets) if end > c) for c in starts]
-    letters = [m.group(2) for m in found]
-    first = tokenizer(right_text, add_special_tokens=False)["input_ids"][0]
-    letter_ids = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in letters]
-    return first, at_token[letters.index(ex["answer"])], at_token, letter_ids
+    return {"images": torch.stack(images), "ids": ids, "labels": lab, "content": torch.tensor(content)}
 
 
 def train(model, data: dict[str, torch.Tensor], steps: int, lr: float, seed: int,
-          heads: torch.nn.ModuleDict | None = None, log=print) -> torch.nn.ModuleDict | None:
+          head: torch.nn.Linear | None = None, log=print) -> torch.nn.Linear | None:
     """AdamW with warm-up and cosine decay; batches drawn with a fixed generator.
 
-    If ``data`` has lettered examples (``"content"`` >= 0), three training-only losses teach the
-    option lookup a pretrained LLM would bring (see the module docstring): the content head
-    (``heads["content"]``) predicts the right option's first word from ``answer_hidden``; the last
-    layer's first attention head, where the letter is predicted, is pointed at that word
-    (``pointer``); the binding head (``heads["binding"]``) predicts each option's letter from the
-    first layer's output at its first word. ``heads`` (or new ones) are trained along and returned.
+    If ``data`` has content targets (``"content"``, any >= 0), the content head (``head``, or a new one)
+    is trained alongside: the cross-entropy of its prediction from ``answer_hidden`` is added to the
+    loss. Returns the head.
     """
-    lookup = "content" in data and bool((data["content"] >= 0).any())
-    if lookup and heads is None:
-        width, vocab = model.llm.get_input_embeddings().embedding_dim, model.llm.get_output_embeddings().out_features
-        heads = torch.nn.ModuleDict({"content": torch.nn.Linear(width, vocab), "binding": torch.nn.Linear(width, vocab)})
-    params = [*model.parameters(), *(heads.parameters() if lookup else [])]
+    use_head = "content" in data and bool((data["content"] >= 0).any())
+    if use_head and head is None:
+        vocab = model.llm.get_output_embeddings().out_features
+        head = torch.nn.Linear(model.llm.get_input_embeddings().embedding_dim, vocab)
+    params = [*model.parameters(), *(head.parameters() if use_head else [])]
     model.train()
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
     n = data["ids"].shape[0]
     start = time.perf_counter()
-    with _eager_attention(model.llm) if lookup else contextlib.nullcontext():
-        for step in range(steps):
-            idx = torch.randint(n, (BATCH,), generator=gen)
-            ids, labels = data["ids"][idx], data["labels"][idx]
-            lengths = _lengths(labels)
-            width = int(lengths.max())
-            ids, labels = ids[:, :width], labels[:, :width]
-            mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-            first = (labels != -100).long().argmax(1)  # text index of each answer's first token
-            taps = {"hidden_at": first, "options_at": data["options_at"][idx]} if lookup else {}
-            out = model(data["images"][idx].float() / 255.0, ids, mask, labels=labels, **taps)
-            loss, aux = out.loss, {k: v for k, v in out.aux.items() if k != "lm_loss"}
-            if lookup and bool((data["content"][idx] >= 0).any()):
-                aux.update(_lookup_losses(out, heads, {k: data[k][idx] for k in LOOKUP_KEYS}))
-                loss = loss + aux["content_loss"] + aux["pointer_loss"] + aux["binding_loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            if step % 100 == 0 or step == steps - 1:
-                extra = "".join(f" {k}={v.item():.3f}" for k, v in aux.items())
-                log(f"  step {step:4d}/{steps} loss={out.aux['lm_loss'].item():.3f}{extra} ({time.perf_counter() - start:.0f}s)")
+    for step in range(steps):
+        idx = torch.randint(n, (BATCH,), generator=gen)
+        ids, labels = data["ids"][idx], data["labels"][idx]
+        lengths = _lengths(labels)
+        width = int(lengths.max())
+        ids, labels = ids[:, :width], labels[:, :width]
+        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        first = (labels != -100).long().argmax(1)  # text index of each answer's first token
+        out = model(data["images"][idx].float() / 255.0, ids, mask, labels=labels, hidden_at=first if use_head else None)
+        loss, aux = out.loss, {k: v for k, v in out.aux.items() if k != "lm_loss"}
+        target = data["content"][idx] if use_head else None
+        if use_head and bool((target >= 0).any()):
+            aux["content_loss"] = torch.nn.functional.cross_entropy(head(out.answer_hidden), target, ignore_index=-100)
+            loss = loss + aux["content_loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            extra = "".join(f" {k}={v.item():.3f}" for k, v in aux.items())
+            log(f"  step {step:4d}/{steps} loss={out.aux['lm_loss'].item():.3f}{extra} ({time.perf_counter() - start:.0f}s)")
     model.eval()
-    return heads
-
-
-LOOKUP_KEYS = ("content", "pointer", "option_letters")
-
-
-def _lookup_losses(out, heads: torch.nn.ModuleDict, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The option-lookup losses of one batch (lettered samples only; see :func:`train`)."""
-    ce = torch.nn.functional.cross_entropy
-    lettered = target["content"] >= 0
-    rows = torch.arange(len(lettered))
-    pointed = out.answer_attention[rows, target["pointer"].clamp(min=0)][lettered]
-    return {
-        "content_loss": ce(heads["content"](out.answer_hidden), target["content"], ignore_index=-100),
-        "pointer_loss": -(pointed + 1e-6).log().mean(),
-        "binding_loss": ce(heads["binding"](out.option_hidden).flatten(0, 1), target["option_letters"].flatten(),
-                           ignore_index=-100),
-    }
-
-
-@contextlib.contextmanager
-def _eager_attention(llm):
-    """Run the LLM with eager attention, whose weights the pointer loss reads; restore it afterwards."""
-    before = llm.config._attn_implementation
-    llm.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        llm.set_attn_implementation(before)
+    return head
 
 
 def init_position_embeddings(model, std: float = POSITION_STD) -> list[str]:
@@ -279,13 +225,13 @@ def train_all(output: Path | None = None, steps: int | None = None, only: list[s
     print(f"warm-up: {sum(p.numel() for p in joint.parameters()) / 1e6:.2f}M parameters, {warmup_steps} steps")
     train(joint, warm, warmup_steps, lr=1e-3, seed=SEED + 100)
     print(f"joint stage: {joint_steps} steps")
-    heads = train(joint, data, joint_steps, lr=JOINT_LR, seed=SEED)
+    head = train(joint, data, joint_steps, lr=JOINT_LR, seed=SEED)
     for i, (name, policy) in enumerate(DEMO_MODELS.items()):
         if only and name not in only:
             continue
         model = build_model(config_from_dict(demo_config(name, policy, len(tokenizer)), "demo"), tokenizer)
         _transfer(joint, model)
         print(f"{name} ({policy}): {variant_steps} steps")
-        train(model, data, variant_steps, lr=1e-3, seed=SEED + 1 + i, heads=copy.deepcopy(heads))
+        train(model, data, variant_steps, lr=1e-3, seed=SEED + 1 + i, head=copy.deepcopy(head))
         save_checkpoint(model, out / name)
     print(f"saved to {out} in {time.perf_counter() - start:.0f}s")

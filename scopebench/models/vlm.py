@@ -40,8 +40,6 @@ class VLMOutput:
     aux: dict[str, torch.Tensor]
     eranks: dict[str, torch.Tensor] | None = None  # eval mode: encoder -> (B,) effective rank, NaN = not run
     answer_hidden: torch.Tensor | None = None  # (B, D) the LLM's last hidden state predicting text token hidden_at
-    answer_attention: torch.Tensor | None = None  # (B, T) its last layer's first head's attention over the text
-    option_hidden: torch.Tensor | None = None  # (B, K, D) the LLM's first layer's output at text positions options_at
 
 
 @dataclass
@@ -225,19 +223,14 @@ class MultiEncoderVLM(nn.Module):
     def forward(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None,
-        hidden_at: torch.Tensor | None = None, options_at: torch.Tensor | None = None,
+        hidden_at: torch.Tensor | None = None,
     ) -> VLMOutput:
         """Route, encode and run the LLM on right-padded text; group the batch by route.
 
         ``prompt_mask`` marks the prompt tokens the router reads (default: every unlabelled real token).
-        Taps for auxiliary training losses (under soft router training, each is the
-        router-probability-weighted mean over routes):
-
-        * ``hidden_at`` (B,): text index per sample; ``answer_hidden`` holds the LLM's last hidden state
-          at the position that predicts that token and ``answer_attention`` the attention of the last
-          layer's first head there over the text positions (eager attention only: None otherwise);
-        * ``options_at`` (B, K): text indices per sample (negative = none); ``option_hidden`` (B, K, D)
-          holds the LLM's first layer's output there (zeros where the index is negative).
+        ``hidden_at`` (B,): text index per sample; the output's ``answer_hidden`` then holds the LLM's last
+        hidden state at the position that predicts that token (under soft router training, the
+        router-probability-weighted mean over routes), for auxiliary training losses.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ScopebenchError(f"images must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
@@ -259,8 +252,7 @@ class MultiEncoderVLM(nn.Module):
         vocab = self.llm.get_output_embeddings().out_features
         logits = text.new_zeros(b, t, vocab)
         nll = text.new_zeros(b) if labels is not None else None
-        taps: dict[str, torch.Tensor] = {}
-        want = hidden_at is not None or options_at is not None
+        hidden = None if hidden_at is None else text.new_zeros(b, text.shape[-1])
         eranks = None if self.training else self._rank_table(shared_feats)
         for route, idx in groups.items():
             ix = torch.tensor(idx, device=images.device)
@@ -271,13 +263,10 @@ class MultiEncoderVLM(nn.Module):
                 scale = p if soft else p / p.detach()  # straight-through: 1 in value, router gradient
                 if not soft:
                     vis = vis * scale.view(-1, 1, 1)
-            group_logits, group_taps = self._llm_logits(vis, text[ix], attention_mask[ix], want)
-            for key, tap in self._gather_taps(group_taps, ix, hidden_at, options_at).items():
-                if soft:
-                    weight = scale.to(tap.dtype).view(-1, *[1] * (tap.ndim - 1))
-                    taps[key] = taps.get(key, 0) + weight * tap
-                else:
-                    taps[key] = taps.get(key, tap.new_zeros(b, *tap.shape[1:])).index_copy(0, ix, tap)
+            group_logits, group_hidden = self._llm_logits(vis, text[ix], attention_mask[ix], hidden_at is not None)
+            if hidden is not None:
+                h = group_hidden[torch.arange(len(idx), device=ix.device), hidden_at[ix]].to(hidden.dtype)
+                hidden = hidden + scale.to(h.dtype)[:, None] * h if soft else hidden.index_copy(0, ix, h)
             if labels is not None:
                 g_nll = _masked_nll(group_logits, labels[ix])
                 if soft:
@@ -295,40 +284,17 @@ class MultiEncoderVLM(nn.Module):
                 aux.update(router_losses(probs, self.cfg.router))
                 loss = loss + aux["router_loss"]
         return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux, eranks=eranks,
-                         **taps)
+                         answer_hidden=hidden)
 
-    def _llm_logits(self, vis: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, taps: bool = False):
+    def _llm_logits(self, vis: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, hidden: bool = False):
         """Run the LLM on [visual; text]; return the prediction for each text position (b, T, V) and, if
-        ``taps``, the internals behind them per text position: ``hidden`` (b, T, D), the last hidden state
-        predicting each token; ``first`` (b, T, D), the first layer's output at each token; ``attention``
-        (b, T, T), the last layer's first head from each predicting position over the text tokens (only
-        when the LLM returns attention weights)."""
+        ``hidden``, the last hidden state it comes from (b, T, D), else None."""
         nv = vis.shape[1]
         embeds = torch.cat([vis.to(text.dtype), text], dim=1)
         full_mask = torch.cat([mask.new_ones(mask.shape[0], nv), mask], dim=1)
-        eager = taps and self.llm.config._attn_implementation == "eager"
         out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False,
-                       logits_to_keep=text.shape[1] + 1, output_hidden_states=taps, output_attentions=eager)
-        if not taps:
-            return out.logits[:, :-1], {}
-        inner = {"hidden": out.hidden_states[-1][:, nv - 1 : -1], "first": out.hidden_states[1][:, nv:]}
-        if eager:
-            inner["attention"] = out.attentions[-1][:, 0, nv - 1 : -1, nv:]
-        return out.logits[:, :-1], inner
-
-    @staticmethod
-    def _gather_taps(inner: dict, ix: torch.Tensor, hidden_at, options_at) -> dict[str, torch.Tensor]:
-        """The tapped internals of one route group at the requested text positions."""
-        rows, taps = torch.arange(len(ix), device=ix.device), {}
-        if hidden_at is not None:
-            taps["answer_hidden"] = inner["hidden"][rows, hidden_at[ix]]
-            if "attention" in inner:
-                taps["answer_attention"] = inner["attention"][rows, hidden_at[ix]]
-        if options_at is not None:
-            at = options_at[ix]
-            picked = inner["first"][rows[:, None], at.clamp(min=0)]
-            taps["option_hidden"] = picked * (at >= 0).unsqueeze(-1).to(picked.dtype)
-        return taps
+                       logits_to_keep=text.shape[1] + 1, output_hidden_states=hidden)
+        return out.logits[:, :-1], (out.hidden_states[-1][:, nv - 1 : -1] if hidden else None)
 
     # ----- text helpers ---------------------------------------------------------------------
     def _tok(self):
