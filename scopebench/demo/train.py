@@ -14,7 +14,7 @@ disjoint from the cambrian16-mini suite's. Three stages, as multi-encoder VLMs a
 In the joint and variant stages a content head (a linear layer, training only) predicts the first
 word of the right option's text from the LLM's last hidden state where an option letter is
 predicted: a from-scratch LLM otherwise learns each lettered task's letter prior and ignores the
-image (see the README's demo section and ``benchmarks/probe_demo_skill.py``).
+image (see ``docs/demo-training-notes.md`` and ``benchmarks/probe_demo_skill.py``).
 
 The demo encoders come from all three sources and differ by design: a low-resolution ViT
 (timm, 64 px) as the shared encoder; a high-resolution ViT (transformers CLIP, 128 px, the
