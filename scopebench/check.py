@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from scopebench.errors import ScopebenchError
-from scopebench.tables import TABLES, load_table, read_manifest, read_table
+from scopebench.tables import TABLES, load_table, read_manifest, read_table, table_path
 
 FAILING = ("regressed", "missing")
 
@@ -46,6 +46,7 @@ class Tables:
     routes: pd.DataFrame
     costs: pd.DataFrame
     manifest: dict
+    where: Path  # the scores table's file
 
 
 def load_run(path: Path, what: str) -> Tables:
@@ -53,14 +54,32 @@ def load_run(path: Path, what: str) -> Tables:
     path = Path(path)
     if path.is_dir():
         optional = {name: load_table(path, name, required=False) for name in ("routes", "costs")}
-        return Tables(load_table(path, "scores"), optional["routes"], optional["costs"], read_manifest(path))
+        return Tables(load_table(path, "scores"), optional["routes"], optional["costs"], read_manifest(path),
+                      table_path(path, "scores"))
     if path.is_file() and path.suffix in (".csv", ".parquet"):
         empty = {name: pd.DataFrame(columns=TABLES[name]) for name in ("routes", "costs")}
-        return Tables(read_table(path, "scores"), empty["routes"], empty["costs"], {})
-    raise ScopebenchError(
-        f"{path}: no such {what}; pass a run directory written by `scopebench eval`"
-        + (" or its scores.parquet / scores.csv" if what == "baseline" else "")
-    )
+        return Tables(read_table(path, "scores"), empty["routes"], empty["costs"], {}, path)
+    hint = " or its scores.parquet / scores.csv" if what == "baseline" else ""
+    raise ScopebenchError(f"{path}: {'not a run directory' if path.exists() else 'no such ' + what}; "
+                          f"pass a run directory written by `scopebench eval`{hint}")
+
+
+def _suite(tables: Tables) -> str | None:
+    """The suite a run evaluated: its manifest's, else the one its scores table names (None if unknown)."""
+    found = {str(v) for v in tables.scores["suite"].dropna()}
+    return tables.manifest.get("suite") or (found.pop() if len(found) == 1 else None)
+
+
+def _check_benchmarks(tables: Tables, suite_name: str) -> None:
+    """Every benchmark of the scores table must belong to the suite (names or task ids)."""
+    from scopebench.suites import load_suite
+
+    suite = load_suite(suite_name)
+    for value in tables.scores["benchmark"].unique():
+        try:
+            suite.benchmark(str(value))
+        except ScopebenchError as err:
+            raise ScopebenchError(f"{tables.where}: column 'benchmark': {err}") from None
 
 
 def _status(change: float, tolerance: float, worse_is_up: bool) -> str:
@@ -153,13 +172,16 @@ def run_check(
     """`scopebench check`: compare, print, and return True when nothing regressed or went missing."""
     for name, value in (("--tolerance", tolerance), ("--route-tolerance", route_tolerance),
                         ("--cost-tolerance", cost_tolerance)):
-        if value < 0:
-            raise ScopebenchError(f"{name} {value}: must be 0 or more")
+        if not value >= 0:  # also refuses NaN
+            raise ScopebenchError(f"{name} {value}: must be a number, 0 or more")
     run, base = load_run(run_dir, "run directory"), load_run(baseline, "baseline")
-    suites = (run.manifest.get("suite"), base.manifest.get("suite"))
+    suites = (_suite(run), _suite(base))
     if all(suites) and suites[0] != suites[1]:
         raise ScopebenchError(f"{run_dir} evaluated suite '{suites[0]}' but the baseline {baseline} '{suites[1]}'; "
                               "compare runs of the same suite")
+    for tables, name in zip((run, base), suites, strict=True):
+        if name:
+            _check_benchmarks(tables, name)
     findings = [*compare_scores(run, base, tolerance), *compare_routes(run, base, route_tolerance),
                 *compare_costs(run, base, cost_tolerance)]
     passed = not any(f.status in FAILING for f in findings)

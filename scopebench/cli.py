@@ -93,6 +93,8 @@ def eval_(
     """Evaluate models on a benchmark suite through lmms-eval; write scores and routing traces."""
     from scopebench.evaluation.runner import run_eval
 
+    if tasks is not None and not tasks.strip():
+        raise ScopebenchError("--tasks is empty; give comma-separated benchmark names or task ids, or leave it out for all")
     run_eval(
         models=model or [], suite=suite, tasks=tasks.split(",") if tasks else None, limit=limit,
         batch_size=batch_size, device=device, output=output, judge=judge, json_out=json_out,

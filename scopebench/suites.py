@@ -95,7 +95,9 @@ _REQUIRED = ("name", "task", "category", "metric")
 def load_suite(name_or_path: str | Path) -> Suite:
     """Load a built-in suite by name, or a user suite from a YAML file."""
     path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+    if path.suffix in (".yaml", ".yml") and not path.is_file():
+        raise ScopebenchError(f"{path}: suite file not found; pass an existing suite YAML file or a built-in suite name")
+    if path.suffix not in (".yaml", ".yml"):
         files = suite_files()
         if str(name_or_path) not in files:
             raise ScopebenchError(

@@ -105,7 +105,33 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ScopebenchError(f"{path}: the {name} table lacks column '{missing[0]}'; re-create it with scopebench")
+    _check_values(df, name, path)
     return df
+
+
+KEYS = {"scores": ["model", "benchmark"], "routes": ["model", "benchmark", "doc_id"], "costs": ["model"]}
+NUMERIC = {"scores": ["score"], "routes": ["sample_score"], "costs": ["macs", "flops"]}
+
+
+def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
+    """Refuse rows a stage cannot use: empty keys, non-numeric values, repeated keys."""
+    fix = "fix the file or re-create it with scopebench"
+    for col in KEYS[name]:
+        empty = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if empty.any():
+            raise ScopebenchError(f"{path}: row {int(empty.to_numpy().argmax()) + 1}: column '{col}' is empty; {fix}")
+    for col in NUMERIC[name]:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise ScopebenchError(f"{path}: row {row + 1}: column '{col}' is {str(df[col].iloc[row])!r}, not a number; {fix}")
+    if name != "costs":
+        dup = df.duplicated(KEYS[name], keep=False)
+        if dup.any():
+            row = df[dup].iloc[0]
+            key = ", ".join(f"{k} '{row[k]}'" for k in KEYS[name])
+            raise ScopebenchError(f"{path}: {key} appears more than once; keep one row per {' and '.join(KEYS[name])}")
 
 
 def table_path(run_dir: Path, name: str) -> Path | None:
@@ -150,13 +176,21 @@ def merge_rows(run_dir: Path, name: str, new: pd.DataFrame, keys: list[str]) -> 
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """A run directory's manifest ({} when absent); one clear error when it is unreadable or malformed."""
     p = Path(run_dir) / "manifest.json"
     if not p.exists():
         return {}
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
+        manifest = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ScopebenchError(f"{p}: not valid JSON; delete it or choose another --output") from None
+    if not isinstance(manifest, dict):
+        raise ScopebenchError(f"{p}: not a JSON object; delete it or choose another --output")
+    for key, kind in (("models", dict), ("versions", dict), ("suite", str)):
+        if key in manifest and not isinstance(manifest[key], kind):
+            raise ScopebenchError(f"{p}: field '{key}' must be a JSON {'object' if kind is dict else 'string'}; "
+                                  "delete the manifest or re-create the run with scopebench")
+    return manifest
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:

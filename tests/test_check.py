@@ -151,6 +151,20 @@ def test_bad_input(run, baseline, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("model,benchmark\nx,GQA\n")
     assert f"{bad}: the scores table lacks column 'suite'" in one_line([run, "--baseline", bad])
-    assert "must be 0 or more" in one_line([run, "--baseline", baseline, "--tolerance", "-1"])
+    assert "must be a number, 0 or more" in one_line([run, "--baseline", baseline, "--tolerance", "-1"])
+    assert "--tolerance nan: must be a number" in one_line([run, "--baseline", baseline, "--tolerance", "nan"])
+    scores = load_table(baseline, "scores")
+    malformed = {  # a scores file as the baseline -> the one line it must give
+        "text": (scores.astype({"score": object}).assign(score=lambda d: d["score"].mask(d.index == 2, "abc")),
+                 "row 3: column 'score' is 'abc', not a number"),
+        "no-model": (scores.assign(model=lambda d: d["model"].mask(d.index == 0, "")), "row 1: column 'model' is empty"),
+        "twice": (pd.concat([scores, scores.iloc[[5]]]), f"benchmark '{scores.iloc[5]['benchmark']}' appears more than once"),
+        "foreign": (scores.assign(benchmark=lambda d: d["benchmark"].mask(d.index == 0, "NoBench")),
+                    "column 'benchmark': unknown task 'NoBench'"),
+        "other-suite": (scores.assign(suite="cambrian16-mini"), "evaluated suite 'cambrian16' but the baseline"),
+    }
+    for name, (df, needle) in malformed.items():
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+        assert needle in one_line([run, "--baseline", tmp_path / f"{name}.csv"]), name
     write_manifest(run, {"suite": "cambrian16-mini"})
     assert "same suite" in one_line([run, "--baseline", baseline])

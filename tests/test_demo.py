@@ -42,6 +42,10 @@ def test_corrupt_demo_checkpoint_names_the_recipe(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "demo_models", lambda: {"demo-scope": copy})
     with pytest.raises(ScopebenchError, match="regenerate it with `scopebench demo train`"):
         load_model("demo-scope")
+    shutil.copyfile(demo_models()["demo-scope"] / "model.safetensors", copy / "model.safetensors")
+    (copy / "tokenizer.json").unlink()
+    with pytest.raises(ScopebenchError, match="tokenizer.json: missing"):
+        load_model("demo-scope")
 
 
 def test_training_recipe_runs_a_few_steps(tmp_path, capsys):

@@ -117,6 +117,8 @@ def test_killed_run_loses_no_finished_task(tmp_path):
     (["demo-scop"], "did you mean 'demo-scope'"),
     (["demo-scope", "--tasks", "c16mini_gqq"], "unknown task 'c16mini_gqq'"),
     (["demo-scope", "--suite", "cambrian17"], "unknown suite 'cambrian17'"),
+    (["demo-scope", "--suite", "/no/such/suite.yaml"], "/no/such/suite.yaml: suite file not found"),
+    (["demo-scope", "--tasks", ""], "--tasks is empty"),
     (["demo-scope", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["demo-scope", "--device", "mps"], "--device must be cpu or cuda (cuda:N), got 'mps'"),
 ])

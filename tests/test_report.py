@@ -234,6 +234,18 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
         csv.write_text(text)
         _one_line_error(invoke(run_dir, "--scores", csv), str(csv), needle)
 
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    manifests = {  # manifest.json content -> the one line it must give
+        b"[]": "not a JSON object",
+        b"\xff\xfe{}": "not valid JSON",
+        b'{"models": []}': "field 'models' must be a JSON object",
+        b'{"suite": "nosuch"}': "suite: unknown suite 'nosuch'",
+    }
+    for content, needle in manifests.items():
+        (broken / "manifest.json").write_bytes(content)
+        _one_line_error(invoke(broken), str(broken / "manifest.json"), needle)
+
     _one_line_error(invoke(run_dir, "--format", "xlsx"), "--format: unknown format 'xlsx'", "table, markdown")
     _one_line_error(invoke(tmp_path / "missing"), "not a directory")
 

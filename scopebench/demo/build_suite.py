@@ -48,8 +48,16 @@ def write_task_data(task: str, path: Path) -> None:
             os.remove(tmp)
 
 
-def build_suite(output: Path | None = None, tasks: Iterable[str] | None = None) -> None:
-    """Write the mini suite's data (default: the shipped ``tasks/cambrian16_mini``).
+def shipped_checksums() -> dict[str, str]:
+    """Data file (relative to the task folder) -> SHA-256, as the shipped ``SHA256SUMS`` lists them."""
+    path = mini_task_include_path() / CHECKSUMS
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {rel: digest for digest, rel in (line.split("  ", 1) for line in lines if line.strip())}
+
+
+def build_suite(output: Path | None = None, tasks: Iterable[str] | None = None) -> list[str]:
+    """Write the mini suite's data (default: the shipped ``tasks/cambrian16_mini``); print and return the
+    data files that differ from the shipped checksums (none: the rebuild is byte-identical to them).
 
     A new ``output`` folder also gets the task YAMLs and ``utils.py``, so it is a complete
     ``include_path``. ``tasks`` limits the rebuild to some task ids (default: all 16).
@@ -65,6 +73,7 @@ def build_suite(output: Path | None = None, tasks: Iterable[str] | None = None) 
         for src in [*shipped.glob("*.yaml"), shipped / "utils.py"]:
             shutil.copyfile(src, folder / src.name)
     names = list(tasks) if tasks is not None else list(TASKS)
+    before = shipped_checksums()  # read first: a rebuild of the shipped folder rewrites them
     try:
         for task in track(names, description="Building cambrian16-mini"):
             write_task_data(task, folder / TASKS[task].data_file)
@@ -72,3 +81,8 @@ def build_suite(output: Path | None = None, tasks: Iterable[str] | None = None) 
         (folder / CHECKSUMS).write_text("".join(line + "\n" for line in lines))
     except PermissionError:
         raise ScopebenchError(f"{folder}: not writable; pass --output DIR to build the suite elsewhere") from None
+    built = [TASKS[task].data_file for task in names]
+    differ = [rel for rel in built if sha256(folder / rel) != before.get(rel)]
+    print(f"{len(built) - len(differ)} of {len(built)} data files byte-identical to the shipped checksums"
+          + (f"; differ: {', '.join(differ)}" if differ else ""))
+    return differ

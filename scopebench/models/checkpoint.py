@@ -107,4 +107,8 @@ def _load_tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     except (OSError, ValueError) as err:
-        raise ScopebenchError(f"{folder}: tokenizer files cannot be read ({err}); re-save the checkpoint") from None
+        if not (folder / "tokenizer.json").exists():
+            raise ScopebenchError(f"{folder / 'tokenizer.json'}: missing, and the other tokenizer files cannot be "
+                                  "read without it; re-save the checkpoint with its tokenizer") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise ScopebenchError(f"{folder}: tokenizer files cannot be read ({first}); re-save the checkpoint") from None

@@ -93,7 +93,11 @@ def load_runs(run_dirs: list[Path]) -> Runs:
             raise ScopebenchError(f"{table_path(run, 'scores')}: no rows; evaluate a model with `scopebench eval`")
         manifest = read_manifest(run)
         name = _suite_of(run, manifest, scores)
-        suite = load_suite(name)
+        try:
+            suite = load_suite(name)
+        except ScopebenchError as err:
+            where = run / "manifest.json" if manifest.get("suite") else table_path(run, "scores")
+            raise ScopebenchError(f"{where}: suite: {err}") from None
         suites.setdefault(suite.name, run)
         if len(suites) > 1:
             (a, ra), (b, rb) = list(suites.items())[:2]
@@ -142,8 +146,9 @@ def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
             raise ScopebenchError(f"{where}: column 'benchmark': {err}") from None
         value = pd.to_numeric(rec["score"], errors="coerce")
         if not (pd.notna(value) and 0 <= value <= bench.native_max):
+            what = "is outside" if pd.notna(value) else "is not a number in"
             raise ScopebenchError(
-                f"{where}: score {rec['score']!r} of {bench.name} is outside 0-{bench.native_max:g} "
+                f"{where}: score {rec['score']!r} of {bench.name} {what} 0-{bench.native_max:g} "
                 f"(its native scale); fix the value"
             )
         if rec["model"] in measured:
