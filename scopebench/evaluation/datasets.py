@@ -58,7 +58,10 @@ def task_manager(suite: Suite, tasks: list[str]):
         local = {p.stem for p in Path(include).glob("*.yaml")} | _declared_tasks(Path(include))
     for t in tasks:
         if t not in local:
-            folder = str(task_folder(t))
+            try:
+                folder = str(task_folder(t))
+            except ScopebenchError as err:
+                raise ScopebenchError(f"{suite.source}: {err}") from None
             if folder not in paths:
                 paths.append(folder)
     return TaskManager(verbosity="ERROR", include_path=paths, include_defaults=False)
