@@ -68,8 +68,8 @@ class Suite:
                 return b
         known = [b.name for b in self.benchmarks] + [b.task for b in self.benchmarks]
         raise ScopebenchError(
-            f"unknown task '{name_or_task}' in suite '{self.name}'{_suggest(name_or_task, known)}; "
-            f"choose from: {', '.join(b.task for b in self.benchmarks)}"
+            f"unknown benchmark or task '{name_or_task}' in suite '{self.name}'{_suggest(name_or_task, known)}; "
+            f"choose from: {', '.join(f'{b.name} ({b.task})' for b in self.benchmarks)}"
         )
 
     def select(self, names: list[str] | None) -> list[Benchmark]:

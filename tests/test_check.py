@@ -160,7 +160,7 @@ def test_bad_input(run, baseline, tmp_path):
         "no-model": (scores.assign(model=lambda d: d["model"].mask(d.index == 0, "")), "row 1: column 'model' is empty"),
         "twice": (pd.concat([scores, scores.iloc[[5]]]), f"benchmark '{scores.iloc[5]['benchmark']}' appears more than once"),
         "foreign": (scores.assign(benchmark=lambda d: d["benchmark"].mask(d.index == 0, "NoBench")),
-                    "column 'benchmark': unknown task 'NoBench'"),
+                    "column 'benchmark': unknown benchmark or task 'NoBench'"),
         "other-suite": (scores.assign(suite="cambrian16-mini"), "evaluated suite 'cambrian16' but the baseline"),
     }
     for name, (df, needle) in malformed.items():

@@ -115,7 +115,7 @@ def test_killed_run_loses_no_finished_task(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["/no/such/checkpoint"], "unknown model '/no/such/checkpoint'"),
     (["demo-scop"], "did you mean 'demo-scope'"),
-    (["demo-scope", "--tasks", "c16mini_gqq"], "unknown task 'c16mini_gqq'"),
+    (["demo-scope", "--tasks", "c16mini_gqq"], "unknown benchmark or task 'c16mini_gqq'"),
     (["demo-scope", "--suite", "cambrian17"], "unknown suite 'cambrian17'"),
     (["demo-scope", "--suite", "/no/such/suite.yaml"], "/no/such/suite.yaml: suite file not found"),
     (["demo-scope", "--tasks", ""], "--tasks is empty"),
