@@ -372,3 +372,5 @@ def test_cli_models_lists_presets():
     shown = CliRunner().invoke(app, ["models", "cambrian-1@baseline-2", "--json"])
     cfg = json.loads(shown.output)["config"]
     assert set(cfg["routed"]) == {"siglip", "dinov2"} and cfg["policy"] == "fixed:siglip,dinov2"
+    forced = json.loads(CliRunner().invoke(app, ["models", "demo-scope@fixed:hires", "--json"]).output)
+    assert forced["inference_policy"] == "fixed:hires" and forced["config"]["policy"] == "router"

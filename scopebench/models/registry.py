@@ -152,11 +152,16 @@ def show_models(name: str | None, json_out: bool = False) -> None:
     console = Console()
     if name:
         kind, cfg, folder = resolve(name)
-        data = {"ref": name, "kind": kind, "checkpoint": str(folder) if folder else None, "config": cfg.to_dict()}
+        runs_with = inference_policy(name)[1] if folder else None  # CHECKPOINT@POLICY: config keeps the trained one
+        data = {"ref": name, "kind": kind, "checkpoint": str(folder) if folder else None,
+                "inference_policy": runs_with or cfg.policy, "config": cfg.to_dict()}
         if json_out:
             print(json.dumps(data, indent=2, default=str))
             return
         console.print(f"[bold]{name}[/] ({kind}{', ' + str(folder) if folder else ''})")
+        if runs_with:
+            console.print(f"runs with policy {runs_with}; the config below is the checkpoint's (trained policy: {cfg.policy})",
+                          highlight=False)
         console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
         return
     rows = []
