@@ -296,6 +296,7 @@ def test_expected_costs_from_routes(router_ckpt, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["timm:not_a_model"], "unknown timm model"),
     (["nope-model"], "unknown model 'nope-model'"),
+    (["bogus:thing"], "a preset or an encoder spec (timm:NAME, open_clip:NAME, hf:NAME)"),
     (["scope-paper", "--image-size", "100"], "must be a multiple of 28"),
     (["timm:vit_tiny_patch16_224", "--image-size", "8"], "Kernel size can't be greater"),
     (["timm:vit_tiny_patch16_224", "--image-size", "0"], "--image-size must be a positive"),

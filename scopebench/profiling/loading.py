@@ -32,6 +32,18 @@ def is_encoder_spec(ref: str) -> bool:
     return bool(sep and name) and source in SOURCES and not Path(ref).exists()
 
 
+def _resolve(ref: str):
+    """The registry's resolve, whose unknown-model error also names the encoder specs profiling accepts."""
+    from scopebench.models.registry import resolve
+
+    try:
+        return resolve(ref)
+    except ScopebenchError as err:
+        if not str(err).startswith("unknown model"):
+            raise
+        raise ScopebenchError(str(err).replace("a demo model or a preset", f"a demo model, a preset or an encoder spec ({', '.join(f'{s}:NAME' for s in SOURCES)})")) from None
+
+
 def _check_size(image_size: int | None) -> None:
     if image_size is not None and image_size < 1:
         raise ScopebenchError(f"--image-size must be a positive number of pixels, got {image_size}")
@@ -56,12 +68,12 @@ def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
     """Build ``ref`` for counting. Presets (no weights) and ``meta`` build on the meta device; checkpoints
     load their weights on the CPU (random weights when ``image_size`` changes their encoders)."""
     from scopebench.models.build import build_model
-    from scopebench.models.registry import inference_policy, load_model, resolve
+    from scopebench.models.registry import inference_policy, load_model
 
     _check_size(image_size)
     if is_encoder_spec(ref):
         return Target(ref, "encoder", _encoder(ref, image_size, "meta" if meta else "cpu"), True)
-    kind, cfg, folder = resolve(ref)
+    kind, cfg, folder = _resolve(ref)
     label = ref if kind == "preset" else cfg.name
     notes = []
     if kind == "preset" and not meta:
@@ -129,14 +141,14 @@ def load_for_latency(ref: str, device: str, dtype: torch.dtype) -> Target:
     """Build ``ref`` with weights on ``device`` in ``dtype``: checkpoints load theirs, presets and encoder
     specs get random weights created directly on the device in ``dtype``."""
     from scopebench.models.build import build_model
-    from scopebench.models.registry import load_model, resolve
+    from scopebench.models.registry import load_model
 
     dev = torch.device(device)
     if is_encoder_spec(ref):
         _check_fits(ref, _encoder(ref, None, "meta"), dev, dtype)
         with _building(dev, dtype):
             return Target(ref, "encoder", _encoder(ref, None, dev).to(dtype), True)
-    kind, cfg, folder = resolve(ref)
+    kind, cfg, folder = _resolve(ref)
     _check_fits(ref, build_model(cfg, meta=True), dev, dtype)
     if folder is not None:
         model = load_model(ref, device=device)
