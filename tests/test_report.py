@@ -121,6 +121,22 @@ def test_runs_without_costs_are_reported_with_the_fix(tmp_path):
     assert pd.read_csv(io.StringIO(r.stdout))["expected_tflops"].isna().all()
 
 
+def test_a_benchmark_without_routes_leaves_no_partial_expected_cost(run_dir, tmp_path):
+    """A model scored on a benchmark it has no routes (nor stored expected cost) for gets no expected cost,
+    with a note, rather than a mean over fewer benchmarks than its score; other models keep theirs."""
+    run = shutil.copytree(run_dir, tmp_path / "partial")
+    routes, costs = load_table(run, "routes"), load_table(run, "costs")
+    gap = lambda d: (d["model"] == "demo-scope") & (d["benchmark"] == "DocVQA")  # noqa: E731
+    save_table(run, "routes", routes[~gap(routes)])
+    save_table(run, "costs", costs[~(gap(costs) & (costs["kind"] == "expected"))])
+    before = {m["model"]: m["expected_flops"] for m in json.loads(invoke(run_dir, "--format", "json").stdout)["models"]}
+    doc = json.loads(invoke(run, "--format", "json").stdout)
+    after = {m["model"]: m["expected_flops"] for m in doc["models"]}
+    assert after.pop("demo-scope") is None and before.pop("demo-scope") is not None
+    assert after == before
+    assert any(n.startswith("no expected cost for demo-scope: no routes or path costs for DocVQA") for n in doc["notes"])
+
+
 def test_two_run_dirs_are_concatenated(run_dir, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for d, keep in ((a, lambda m: m != "demo-scope"), (b, lambda m: m == "demo-scope")):

@@ -90,11 +90,12 @@ def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame) -> pd.DataFr
 
 
 def resolve_expected(routes: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
-    """Stored kind="expected" rows, plus computed ones for models that have none stored."""
+    """Stored kind="expected" rows, plus computed ones for the (model, benchmark) pairs none is stored for."""
     costs = conform(costs, "costs")
     stored = costs[(costs["kind"] == "expected") & (costs["component"] == TOTAL)]
     stored = stored.drop_duplicates(_KEYS, keep="last")
-    todo = routes[~routes["model"].isin(stored["model"])]
+    have = pd.MultiIndex.from_frame(stored[_KEYS].astype(str))
+    todo = routes[~pd.MultiIndex.from_frame(routes[_KEYS].astype(str)).isin(have)] if len(routes) else routes
     computed = expected_costs(todo, costs)
     frames = [f for f in (stored, computed) if len(f)]
     out = pd.concat(frames, ignore_index=True) if frames else computed

@@ -71,12 +71,23 @@ def _model_rows(scores: pd.DataFrame, routes: pd.DataFrame) -> pd.DataFrame:
     return first.assign(type=first.apply(kind, axis=1))
 
 
-def _costs(models: pd.DataFrame, routes: pd.DataFrame, costs: pd.DataFrame):
+def _costs(models: pd.DataFrame, scores: pd.DataFrame, routes: pd.DataFrame, costs: pd.DataFrame, notes: list[str]):
+    """Per model: expected MACs / FLOPs per sample (mean over its benchmarks: NaN, with a note, unless every
+    scored benchmark has an expected cost), parameters and routing-weighted latency; and the per-benchmark rows."""
     expected = resolve_expected(routes, costs)
     latency = expected_latency(routes, costs)
     per = expected.groupby("model").agg(
-        expected_macs=("macs", "mean"), params=("params", "max"), active_params=("active_params", "mean")
+        expected_macs=("macs", lambda s: s.mean(skipna=False)), params=("params", "max"),
+        active_params=("active_params", "mean"),
     )
+    scored = scores.dropna(subset=["score"]).groupby("model")["benchmark"].agg(set)
+    costed = expected.dropna(subset=["macs"]).groupby("model")["benchmark"].agg(set)
+    for m in per.index:
+        missing = sorted(scored.get(m, set()) - costed.get(m, set()))
+        if missing or per.loc[m, "expected_macs"] != per.loc[m, "expected_macs"]:
+            per.loc[m, "expected_macs"] = float("nan")
+            notes.append(f"no expected cost for {m}: no routes or path costs for "
+                         f"{', '.join(missing) or 'some benchmarks'}; rerun `scopebench eval` and `scopebench flops` for it")
     lat = latency.groupby("model").agg(
         latency_ms=("latency_ms", lambda s: s.mean(skipna=False)), latency_batch=("batch_size", "last"),
         latency_device=("device", "last"),
@@ -155,7 +166,7 @@ def build_report(
     keep = ["model", "benchmark", "category", "score", "source"]
     scores = pd.concat([f[keep] for f in (runs.scores, external) if f is not None and len(f)], ignore_index=True)
     agg = aggregate(scores, runs.suite)
-    models, expected = _costs(_model_rows(scores, runs.routes), runs.routes, runs.costs)
+    models, expected = _costs(_model_rows(scores, runs.routes), scores, runs.routes, runs.costs, notes)
     models["overall"] = models["model"].map(agg.categories[OVERALL])
     models["complete"] = models["model"].map(lambda m: agg.is_complete(m, OVERALL))
     # runs with vision disabled are compared with their own model only: never a baseline, never on the front
@@ -168,7 +179,7 @@ def build_report(
     costed_runs = set(runs.costs["run"])
     for m in models.loc[(models["source"] == "run") & models["expected_macs"].isna() & ~is_blind, "model"]:
         run = runs.scores.loc[runs.scores["model"] == m, "run"].iloc[0]
-        if run in costed_runs:  # a run without any costs has one note already
+        if run in costed_runs and m not in set(expected["model"]):  # else a note above or for the run already
             notes.append(f"no costs for {m}: run `scopebench flops {m} --output {run}`")
     seeing = runs.routes[~runs.routes["model"].isin(blind)]
     refs = _references(models[~is_blind], seeing, runs.costs[~runs.costs["model"].isin(blind)], reference)
