@@ -110,13 +110,14 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
 
 
 KEYS = {"scores": ["model", "benchmark"], "routes": ["model", "benchmark", "doc_id"], "costs": ["model"]}
+FILLED = {"scores": KEYS["scores"], "routes": [*KEYS["routes"], "route"], "costs": KEYS["costs"]}
 NUMERIC = {"scores": ["score"], "routes": ["sample_score"], "costs": ["macs", "flops"]}
 
 
 def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
-    """Refuse rows a stage cannot use: empty keys, non-numeric values, repeated keys."""
+    """Refuse rows a stage cannot use: empty keys (or routes), non-numeric values, repeated keys."""
     fix = "fix the file or re-create it with scopebench"
-    for col in KEYS[name]:
+    for col in FILLED[name]:
         empty = df[col].isna() | (df[col].astype(str).str.strip() == "")
         if empty.any():
             raise ScopebenchError(f"{path}: row {int(empty.to_numpy().argmax()) + 1}: column '{col}' is empty; {fix}")

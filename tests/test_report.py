@@ -261,6 +261,9 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
     for content, needle in manifests.items():
         (broken / "manifest.json").write_bytes(content)
         _one_line_error(invoke(broken), str(broken / "manifest.json"), needle)
+    shutil.copy(run_dir / "manifest.json", broken / "manifest.json")
+    save_table(broken, "routes", load_table(run_dir, "routes").assign(route=lambda d: d["route"].mask(d.index == 4, None)))
+    _one_line_error(invoke(broken), str(broken / "routes.parquet"), "row 5: column 'route' is empty")
 
     _one_line_error(invoke(run_dir, "--format", "xlsx"), "--format: unknown format 'xlsx'", "table, markdown")
     _one_line_error(invoke(tmp_path / "missing"), "not a directory")
