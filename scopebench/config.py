@@ -176,7 +176,7 @@ def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
         allowed = {"projector": ("mlp2x_gelu", "linear"), "fusion": ("sequence", "channel")}[key]
         if getattr(cfg, key) not in allowed:
             raise ScopebenchError(f"{where}: {key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
-    cfg.parsed_policy()
+    Policy.parse(cfg.policy, cfg.routed_names, where=f"{where}: policy")
     for variant, policy in cfg.variants.items():
         Policy.parse(policy, cfg.routed_names, where=f"{where}: variants.{variant}")
     return cfg

@@ -46,6 +46,10 @@ def test_corrupt_demo_checkpoint_names_the_recipe(tmp_path, monkeypatch):
     (copy / "tokenizer.json").unlink()
     with pytest.raises(ScopebenchError, match="tokenizer.json: missing"):
         load_model("demo-scope")
+    config = copy / "scopebench.json"
+    config.write_text(config.read_text().replace('"policy": "router"', '"policy": "bogus"'))
+    with pytest.raises(ScopebenchError, match=r"scopebench.json: policy: unknown policy 'bogus'"):
+        load_model("demo-scope")
 
 
 def test_training_recipe_runs_a_few_steps(tmp_path, capsys):
