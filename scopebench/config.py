@@ -129,8 +129,8 @@ class ModelConfig:
     def routed_names(self) -> list[str]:
         return list(self.routed)
 
-    def parsed_policy(self) -> Policy:
-        return Policy.parse(self.policy, self.routed_names, where=f"model '{self.name}': policy")
+    def parsed_policy(self, where: str | None = None) -> Policy:
+        return Policy.parse(self.policy, self.routed_names, where=where or f"model '{self.name}': policy")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -176,7 +176,7 @@ def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
         allowed = {"projector": ("mlp2x_gelu", "linear"), "fusion": ("sequence", "channel")}[key]
         if getattr(cfg, key) not in allowed:
             raise ScopebenchError(f"{where}: {key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
-    Policy.parse(cfg.policy, cfg.routed_names, where=f"{where}: policy")
+    cfg.parsed_policy(f"{where}: policy")
     for variant, policy in cfg.variants.items():
         Policy.parse(policy, cfg.routed_names, where=f"{where}: variants.{variant}")
     return cfg

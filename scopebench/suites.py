@@ -72,6 +72,17 @@ class Suite:
             f"choose from: {', '.join(f'{b.name} ({b.task})' for b in self.benchmarks)}"
         )
 
+    def with_benchmark_names(self, df, where: Path):
+        """``df`` with its ``benchmark`` column (benchmark names or task ids) as this suite's benchmark names;
+        a value outside the suite is one error naming ``where``."""
+        names = {}
+        for value in df["benchmark"].dropna().unique():
+            try:
+                names[value] = self.benchmark(str(value)).name
+            except ScopebenchError as err:
+                raise ScopebenchError(f"{where}: column 'benchmark': {err}") from None
+        return df.assign(benchmark=df["benchmark"].map(names))
+
     def select(self, names: list[str] | None) -> list[Benchmark]:
         """Benchmarks named by benchmark name or task id (all when ``names`` is empty)."""
         if not names:

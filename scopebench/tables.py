@@ -109,8 +109,8 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
     return df
 
 
-KEYS = {"scores": ["model", "benchmark"], "routes": ["model", "benchmark", "doc_id"], "costs": ["model"]}
-FILLED = {"scores": KEYS["scores"], "routes": [*KEYS["routes"], "route"], "costs": KEYS["costs"]}
+KEYS = {"scores": ["model", "benchmark"], "routes": ["model", "benchmark", "doc_id"]}  # one row per key
+FILLED = {"scores": KEYS["scores"], "routes": [*KEYS["routes"], "route"], "costs": ["model"]}
 NUMERIC = {"scores": ["score"], "routes": ["sample_score"], "costs": ["macs", "flops"]}
 
 
@@ -127,7 +127,7 @@ def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
         if bad.any():
             row = int(bad.to_numpy().argmax())
             raise ScopebenchError(f"{path}: row {row + 1}: column '{col}' is {str(df[col].iloc[row])!r}, not a number; {fix}")
-    if name != "costs":
+    if name in KEYS:
         dup = df.duplicated(KEYS[name], keep=False)
         if dup.any():
             row = df[dup].iloc[0]

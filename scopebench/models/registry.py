@@ -76,11 +76,12 @@ def _check_policy(cfg: ModelConfig, policy: str, ref: str) -> None:
                               "use fixed:NAME, all, random or <policy>/mask:NAME")
 
 
-def resolve(ref: str) -> tuple[str, ModelConfig, Path | None]:
+def resolve(ref: str, accepted: str = "a checkpoint folder, a demo model or a preset") -> tuple[str, ModelConfig, Path | None]:
     """Reference -> (kind, config, checkpoint folder or None); kind is checkpoint, demo or preset.
 
     For ``CHECKPOINT@POLICY`` the config keeps the trained policy (it decides which modules exist)
-    and is named ``NAME@POLICY``; :func:`load_model` applies the policy after loading."""
+    and is named ``NAME@POLICY``; :func:`load_model` applies the policy after loading. ``accepted``:
+    what the calling command takes, for the unknown-model error."""
     path = Path(ref).expanduser()
     if is_checkpoint(path):
         return "checkpoint", read_config(path), path
@@ -89,7 +90,7 @@ def resolve(ref: str) -> tuple[str, ModelConfig, Path | None]:
         return "demo", read_config(demos[ref]), demos[ref]
     base, policy = inference_policy(ref)
     if policy is not None:
-        kind, cfg, folder = resolve(base)
+        kind, cfg, folder = resolve(base, accepted)
         _check_policy(cfg, policy, ref)
         return kind, dataclasses.replace(cfg, name=f"{cfg.name}@{ref.rpartition('@')[2]}"), folder
     name, _, variant = ref.partition("@")
@@ -103,7 +104,7 @@ def resolve(ref: str) -> tuple[str, ModelConfig, Path | None]:
     close = difflib.get_close_matches(ref, known, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise ScopebenchError(
-        f"unknown model '{ref}'{hint}; give a checkpoint folder, a demo model or a preset (see `scopebench models`)"
+        f"unknown model '{ref}'{hint}; give {accepted} (see `scopebench models`)"
     )
 
 

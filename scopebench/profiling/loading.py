@@ -33,15 +33,11 @@ def is_encoder_spec(ref: str) -> bool:
 
 
 def _resolve(ref: str):
-    """The registry's resolve, whose unknown-model error also names the encoder specs profiling accepts."""
+    """The registry's resolve; its unknown-model error also names the encoder specs profiling accepts."""
     from scopebench.models.registry import resolve
 
-    try:
-        return resolve(ref)
-    except ScopebenchError as err:
-        if not str(err).startswith("unknown model"):
-            raise
-        raise ScopebenchError(str(err).replace("a demo model or a preset", f"a demo model, a preset or an encoder spec ({', '.join(f'{s}:NAME' for s in SOURCES)})")) from None
+    specs = ", ".join(f"{s}:NAME" for s in SOURCES)
+    return resolve(ref, accepted=f"a checkpoint folder, a demo model, a preset or an encoder spec ({specs})")
 
 
 def _check_size(image_size: int | None) -> None:

@@ -84,7 +84,7 @@ def _costs(models: pd.DataFrame, scores: pd.DataFrame, routes: pd.DataFrame, cos
     costed = expected.dropna(subset=["macs"]).groupby("model")["benchmark"].agg(set)
     for m in per.index:
         missing = sorted(scored.get(m, set()) - costed.get(m, set()))
-        if missing or per.loc[m, "expected_macs"] != per.loc[m, "expected_macs"]:
+        if missing or pd.isna(per.loc[m, "expected_macs"]):
             per.loc[m, "expected_macs"] = float("nan")
             notes.append(f"no expected cost for {m}: no routes or path costs for "
                          f"{', '.join(missing) or 'some benchmarks'}; rerun `scopebench eval` and `scopebench flops` for it")

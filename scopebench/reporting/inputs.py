@@ -55,17 +55,6 @@ def _policies(manifest: dict) -> tuple[dict[str, str], dict[str, str]]:
     return ran, trained
 
 
-def _to_suite_names(df: pd.DataFrame, suite: Suite, where: Path) -> pd.DataFrame:
-    """Replace benchmark names or task ids by the suite's benchmark names."""
-    names = {}
-    for value in df["benchmark"].dropna().unique():
-        try:
-            names[value] = suite.benchmark(str(value)).name
-        except ScopebenchError as err:
-            raise ScopebenchError(f"{where}: column 'benchmark': {err}") from None
-    return df.assign(benchmark=df["benchmark"].map(names))
-
-
 def _no_duplicates(df: pd.DataFrame, keys: list[str], what: str) -> None:
     dup = df[df.duplicated(keys, keep=False)]
     if len(dup):
@@ -111,10 +100,10 @@ def load_runs(run_dirs: list[Path]) -> Runs:
         trained.update(own)
         if costs.empty:
             notes.append(f"{run}: no costs: run `scopebench flops MODEL --output {run}`")
-        frames["scores"].append(_to_suite_names(scores, suite, table_path(run, "scores")).assign(run=str(run)))
-        frames["routes"].append(_to_suite_names(routes, suite, table_path(run, "routes")).assign(run=str(run)))
+        frames["scores"].append(suite.with_benchmark_names(scores, table_path(run, "scores")).assign(run=str(run)))
+        frames["routes"].append(suite.with_benchmark_names(routes, table_path(run, "routes")).assign(run=str(run)))
         if len(costs):
-            costs = _to_suite_names(costs, suite, table_path(run, "costs"))
+            costs = suite.with_benchmark_names(costs, table_path(run, "costs"))
         frames["costs"].append(costs.assign(run=str(run)))
     scores, routes, costs = (conform(pd.concat(frames[k], ignore_index=True), k) for k in ("scores", "routes", "costs"))
     _no_duplicates(scores, ["model", "benchmark"], "scores")
