@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -315,6 +316,30 @@ def test_cli_bad_checkpoint_exit_code(make_model, tmp_path):
 def test_bad_encoder_specs(spec, message):
     with pytest.raises(ScopebenchError, match=message):
         create_encoder(spec)
+
+
+HUB_PROBE = """
+import time
+sleeps = []
+time.sleep = sleeps.append  # the hub client's retry back-off, recorded instead of waited
+from scopebench.errors import ScopebenchError
+from scopebench.models.encoders import create_encoder
+try:
+    create_encoder("hf:google/siglip-base-patch16-224")
+except ScopebenchError as e:
+    print(e)
+print("back-off sleeps:", len(sleeps))
+"""
+
+
+def test_unreachable_hub_fails_without_retrying():
+    """Offline without HF_HUB_OFFLINE, a hub id is refused at once (transformers alone retries with
+    back-off for about 30 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    env["HF_ENDPOINT"] = "https://127.0.0.1:9"  # nothing listens: connection refused
+    done = subprocess.run([sys.executable, "-c", HUB_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert "hub is unreachable" in done.stdout, done.stderr[-2000:]
+    assert "back-off sleeps: 0" in done.stdout
 
 
 def test_encoder_options_shape():

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from functools import cache
 from pathlib import Path
 
 from scopebench.errors import ScopebenchError
+from scopebench.hub import hub_reachable
 from scopebench.suites import Suite
 
 
@@ -119,17 +119,6 @@ def dataset_is_cached(repo: str) -> bool:
         if root.is_dir() and any(p.name.lower() in wanted for p in root.iterdir()):
             return True
     return False
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        return False
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def check_dataset(task: str, config: dict) -> None:

@@ -12,7 +12,9 @@ from scopebench.errors import ScopebenchError
 
 def llm_config(cfg: LLMConfig):
     """The transformers config of the LLM: inline, from a local folder, or from the hub."""
-    from transformers import CONFIG_MAPPING, AutoConfig
+    from transformers import CONFIG_MAPPING
+
+    from scopebench.hub import hub_config
 
     spec = cfg.spec.removeprefix("hf:")
     if cfg.config is not None:
@@ -22,7 +24,7 @@ def llm_config(cfg: LLMConfig):
             raise ScopebenchError(f"llm '{cfg.spec}': config.model_type '{model_type}' is not a transformers model type")
         return CONFIG_MAPPING[model_type](**data)
     try:
-        return AutoConfig.from_pretrained(spec, trust_remote_code=cfg.trust_remote_code)
+        return hub_config(spec, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):
         raise ScopebenchError(
             f"llm '{cfg.spec}': no config found locally and the hub is unreachable; pass a local folder "

@@ -304,6 +304,8 @@ class QwenVisionEncoder(VisionEncoder):
 def _hf_config(cfg: EncoderConfig):
     from transformers import CONFIG_MAPPING, AutoConfig
 
+    from scopebench.hub import hub_config
+
     local = Path(cfg.name).expanduser()
     if cfg.config is not None:
         data = dict(cfg.config)
@@ -323,7 +325,7 @@ def _hf_config(cfg: EncoderConfig):
         hf = AutoConfig.from_pretrained(local, trust_remote_code=False)
     else:
         try:
-            hf = AutoConfig.from_pretrained(cfg.name, trust_remote_code=False)
+            hf = hub_config(cfg.name)
         except OSError:
             raise ScopebenchError(
                 f"encoder '{cfg.spec}': no config found locally and the hub is unreachable; pass a local folder "
