@@ -107,6 +107,21 @@ def image_use(model, tok, open_only: bool) -> list[tuple[str, float, float]]:
     return rows
 
 
+def read_layer(layer: int) -> None:
+    """Make ``answer_hidden`` (what the content head reads) come from ``hidden_states[layer]``."""
+    from scopebench.models.vlm import MultiEncoderVLM
+
+    def _llm_logits(self, vis, text, mask, hidden=False):
+        nv = vis.shape[1]
+        embeds = torch.cat([vis.to(text.dtype), text], dim=1)
+        full_mask = torch.cat([mask.new_ones(mask.shape[0], nv), mask], dim=1)
+        out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False,
+                       logits_to_keep=text.shape[1] + 1, output_hidden_states=hidden)
+        return out.logits[:, :-1], (out.hidden_states[layer][:, nv - 1 : -1] if hidden else None)
+
+    MultiEncoderVLM._llm_logits = _llm_logits
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--output", type=Path, required=True, help="checkpoint folder to write")
@@ -120,7 +135,12 @@ def main() -> None:
     ap.add_argument("--shared", choices=("vit", "resnet"), default="vit")
     ap.add_argument("--content-head", action="store_true",
                     help="auxiliary loss: predict the right option's first word where the letter is predicted")
+    ap.add_argument("--llm-layers", type=int, default=2, help="LLM depth (the recipe: 2)")
+    ap.add_argument("--content-layer", type=int, default=-1,
+                    help="hidden_states index the content head reads (-1: the last layer's output, after the norm)")
     args = ap.parse_args()
+    if args.content_layer != -1:
+        read_layer(args.content_layer)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     corpus = vocabulary_corpus()
@@ -138,6 +158,7 @@ def main() -> None:
         del data["content"]
     print(f"data: {len(pairs)} examples ({time.perf_counter() - start:.0f}s)")
     cfg = recipe.demo_config(args.output.name, "shared_only", len(tok)) | {"seed": args.seed}
+    cfg["llm"]["config"]["num_hidden_layers"] = args.llm_layers
     if args.shared == "resnet":
         cfg["shared"] = RESNET
     model = build_model(config_from_dict(cfg, "demo"), tok)
