@@ -11,7 +11,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     """False when HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set or the hub's host takes no connection."""
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
     try:
         with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
             return True
