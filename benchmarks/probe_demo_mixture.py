@@ -107,19 +107,18 @@ def image_use(model, tok, open_only: bool) -> list[tuple[str, float, float]]:
     return rows
 
 
-def read_layer(layer: int) -> None:
-    """Make ``answer_hidden`` (what the content head reads) come from ``hidden_states[layer]``."""
-    from scopebench.models.vlm import MultiEncoderVLM
+def read_layer(model, layer: int) -> None:
+    """Make ``answer_hidden`` (what the content head reads) come from the LLM's ``hidden_states[layer]``:
+    the LLM's outputs drop the hidden states after that one, so the model's "last" is that layer."""
+    forward = model.llm.forward
 
-    def _llm_logits(self, vis, text, mask, hidden=False):
-        nv = vis.shape[1]
-        embeds = torch.cat([vis.to(text.dtype), text], dim=1)
-        full_mask = torch.cat([mask.new_ones(mask.shape[0], nv), mask], dim=1)
-        out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False,
-                       logits_to_keep=text.shape[1] + 1, output_hidden_states=hidden)
-        return out.logits[:, :-1], (out.hidden_states[layer][:, nv - 1 : -1] if hidden else None)
+    def truncated(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        if out.hidden_states is not None:
+            out.hidden_states = out.hidden_states[: len(out.hidden_states) + layer + 1]
+        return out
 
-    MultiEncoderVLM._llm_logits = _llm_logits
+    model.llm.forward = truncated
 
 
 def main() -> None:
@@ -139,8 +138,6 @@ def main() -> None:
     ap.add_argument("--content-layer", type=int, default=-1,
                     help="hidden_states index the content head reads (-1: the last layer's output, after the norm)")
     args = ap.parse_args()
-    if args.content_layer != -1:
-        read_layer(args.content_layer)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     corpus = vocabulary_corpus()
@@ -163,6 +160,8 @@ def main() -> None:
         cfg["shared"] = RESNET
     model = build_model(config_from_dict(cfg, "demo"), tok)
     recipe.init_position_embeddings(model)
+    if args.content_layer != -1:
+        read_layer(model, args.content_layer)
     if args.text_stage:
         rng = random.Random(args.seed)
         words = sorted({w for w in WORD_PATTERN.findall(corpus[0]) if w.isalpha() and len(w) > 1})
