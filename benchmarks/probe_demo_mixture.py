@@ -10,7 +10,8 @@ or alongside the interventions that ``probe_demo_skill.py`` found to help one sk
   ``--open-only``: asked only openly, also when measuring (does the image pathway learn the content?);
 * ``--text-stage``: the LLM alone first learns the option lookup from text (answer stated in the
   prompt: 1500 steps of generic lookups over the world's words, 500 on the real task layouts);
-* ``--shared resnet``: a tiny timm ResNet instead of the 64 px ViT as the (only) encoder.
+* ``--shared resnet``: a tiny timm ResNet instead of the 64 px ViT as the (only) encoder;
+* ``--train-seeds N``: N training seeds per task instead of the recipe's 400.
 
 Prints, per task, the held-out answer loss with the right images and with images rolled across
 the batch (their difference = how much the model uses the image), then saves a checkpoint that
@@ -134,6 +135,8 @@ def main() -> None:
     ap.add_argument("--shared", choices=("vit", "resnet"), default="vit")
     ap.add_argument("--content-head", action="store_true",
                     help="auxiliary loss: predict the right option's first word where the letter is predicted")
+    ap.add_argument("--train-seeds", type=int, default=recipe.TRAIN_SEEDS_PER_TASK,
+                    help="training seeds per task (the recipe: %(default)s)")
     ap.add_argument("--llm-layers", type=int, default=2, help="LLM depth (the recipe: 2)")
     ap.add_argument("--content-layer", type=int, default=-1,
                     help="hidden_states index the content head reads (-1: the last layer's output, after the norm)")
@@ -143,7 +146,7 @@ def main() -> None:
     corpus = vocabulary_corpus()
     tok = build_word_tokenizer([*corpus, "It is"])
     exs = [ex for task in TASKS
-           for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + recipe.TRAIN_SEEDS_PER_TASK))]
+           for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + args.train_seeds))]
     pairs, images = [as_asked(ex, args.open_only) for ex in exs], [ex["image"] for ex in exs]
     if args.open_copies:
         for ex in exs:
