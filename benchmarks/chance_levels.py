@@ -6,7 +6,7 @@ the 95th percentile over draws, and, for every model in the given run directorie
 where its score is above that 95th percentile ("clearly above chance"):
 
     scopebench eval --output /tmp/demo-run
-    python benchmarks/chance_levels.py /tmp/demo-run            # 20 draws: about 2 minutes on 2 cores
+    python benchmarks/chance_levels.py /tmp/demo-run            # 40 draws: about 1-2 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from scopebench.tables import load_table  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", type=Path, help="run directories written by `scopebench eval`")
-    ap.add_argument("--draws", type=int, default=20)
+    ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     quiet_logs()
