@@ -92,6 +92,22 @@ def test_resume_reuses_finished_work(run_dir):
     assert time.perf_counter() - start < 60
 
 
+def test_lost_tables_are_rebuilt_from_finished_parts(run_dir, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    keys = ["model", "benchmark"]
+    before = {t: pd.read_parquet(out / f"{t}.parquet") for t in ("scores", "routes")}
+    for table in before:
+        (out / f"{table}.parquet").unlink()  # deleted by hand: every part is still marked done
+    result = _eval("demo-baseline-0", "--tasks", "c16mini_gqa", "--limit", "12", "--output", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    for table, old in before.items():
+        new = pd.read_parquet(out / f"{table}.parquet")
+        order = keys + (["doc_id"] if table == "routes" else [])
+        pd.testing.assert_frame_equal(old.sort_values(order).reset_index(drop=True)[old.columns],
+                                      new.sort_values(order).reset_index(drop=True)[old.columns], check_dtype=False)
+
+
 def test_killed_run_loses_no_finished_task(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "scopebench.cli", "eval", "demo-baseline-0", "--tasks",

@@ -29,8 +29,10 @@ from scopebench.tables import (
     PROB_PREFIX,
     atomic_write_text,
     environment,
+    load_table,
     merge_rows,
     read_manifest,
+    read_table,
     write_manifest,
     write_table,
 )
@@ -81,6 +83,25 @@ def check_run_dir(out: Path, suite: Suite, fingerprints: dict[str, str]) -> dict
 
 def _part_dir(out: Path, model: str, task: str) -> Path:
     return out / "parts" / model.replace("/", "_") / task
+
+
+def restore_finished(out: Path) -> int:
+    """Merge every finished part (``parts/MODEL/TASK/done``) whose score is missing from the run's tables
+    back into them (after a table was deleted, or lost); returns how many. Reading the tables first also
+    refuses a corrupt one before any task runs."""
+    scores = load_table(out, "scores", required=False)
+    load_table(out, "routes", required=False)
+    have = set(zip(scores["model"].astype(str), scores["benchmark"].astype(str), strict=True))
+    restored = 0
+    for done in sorted(out.glob("parts/*/*/done")):
+        part = done.parent
+        score = read_table(part / "scores.parquet", "scores")
+        if set(zip(score["model"].astype(str), score["benchmark"].astype(str), strict=True)) <= have:
+            continue
+        merge_rows(out, "scores", score, ["model", "benchmark"])
+        merge_rows(out, "routes", read_table(part / "routes.parquet", "routes"), ["model", "benchmark", "doc_id"])
+        restored += 1
+    return restored
 
 
 def _scalar(value: Any) -> float | None:
@@ -238,6 +259,8 @@ def run_eval(
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
+    if rank == 0:
+        restore_finished(out)
     todo = [(r, b) for r in refs for b in benches if not (_part_dir(out, names[r], task_of[b.name]) / "done").exists()]
     with _progress(json_out or rank != 0) as progress:
         _evaluate(todo, names, task_of, configs, manager, out, suite_obj, limit, batch_size, device, progress)
