@@ -95,12 +95,18 @@ def compare_scores(run: Tables, base: Tables, tolerance: float) -> list[Finding]
 
 
 def compare_routes(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
-    """Per (model, benchmark) both runs routed: the percent of shared samples whose route changed."""
+    """Per (model, benchmark) the baseline routed: the percent of shared samples whose route changed
+    (missing when the run routed none of them)."""
     out = []
-    for key, (changed, total) in _changed_samples(run.routes, base.routes, "route").items():
+    compared = _changed_samples(run.routes, base.routes, "route")
+    for key, (changed, total) in compared.items():
         share = 100.0 * changed / total
         status = "regressed" if share > tolerance else "ok"
         out.append(Finding("route", *key, 0.0, share, share, status, f"{changed} of {total} samples re-routed"))
+    routed = base.routes.dropna(subset=["route"]).groupby(["model", "benchmark"]).size()
+    for key, total in routed.items():
+        if key not in compared:
+            out.append(Finding("route", *key, 0.0, None, None, "missing", f"none of the baseline's {total} samples in the run"))
     return out
 
 
@@ -164,6 +170,8 @@ def run_check(
         if not value >= 0:  # also refuses NaN
             raise ScopebenchError(f"{name} {value}: must be a number, 0 or more")
     run, base = load_run(run_dir, "run directory"), load_run(baseline, "baseline")
+    if base.scores.empty:
+        raise ScopebenchError(f"{base.where}: the baseline holds no scores; give a run directory or scores file with rows")
     suites = (_suite(run), _suite(base))
     if all(suites) and suites[0] != suites[1]:
         raise ScopebenchError(f"{run_dir} evaluated suite '{suites[0]}' but the baseline {baseline} '{suites[1]}'; "
@@ -177,8 +185,8 @@ def run_check(
     notes = []
     if base.costs.empty:
         notes.append("the baseline has no costs table: costs not checked")
-    if base.routes.empty or run.routes.empty:
-        notes.append("routes not checked: " + ("the baseline" if base.routes.empty else str(run_dir)) + " has no routes table")
+    if base.routes.empty:
+        notes.append("routes not checked: the baseline has no routes table")
     changed = versions_changed(run, base)
     if json_out:
         print(json.dumps({

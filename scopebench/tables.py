@@ -14,6 +14,7 @@ Parquet or CSV; they are written as Parquet, atomically (temp file + rename).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -112,6 +113,7 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
 KEYS = {"scores": ["model", "benchmark"], "routes": ["model", "benchmark", "doc_id"]}  # one row per key
 FILLED = {"scores": KEYS["scores"], "routes": [*KEYS["routes"], "route"], "costs": ["model"]}
 NUMERIC = {"scores": ["score"], "routes": ["sample_score"], "costs": ["macs", "flops"]}
+RANGE = {"score": (0, 100), "sample_score": (0, 100), "macs": (0, math.inf), "flops": (0, math.inf)}
 
 
 def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
@@ -127,6 +129,11 @@ def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
         if bad.any():
             row = int(bad.to_numpy().argmax())
             raise ScopebenchError(f"{path}: row {row + 1}: column '{col}' is {str(df[col].iloc[row])!r}, not a number; {fix}")
+        low, high = RANGE[col]
+        out = ~values.between(low, high) & values.notna()
+        if out.any():
+            row = int(out.to_numpy().argmax())
+            raise ScopebenchError(f"{path}: row {row + 1}: column '{col}' is {values.iloc[row]}, outside {low}-{high}; {fix}")
     if name in KEYS:
         dup = df.duplicated(KEYS[name], keep=False)
         if dup.any():

@@ -90,6 +90,14 @@ def test_rerouted_share(run, baseline):
     assert check(run, baseline, "--route-tolerance", "30")[0] == 0
 
 
+def test_run_without_routes_misses_them(run, baseline):
+    (run / "routes.parquet").unlink()
+    code, report = check(run, baseline)
+    missing = {k for k in not_ok(report) if k[0] == "route"}
+    routed = load_table(baseline, "routes").groupby(["model", "benchmark"]).ngroups
+    assert code == 1 and len(missing) == routed > 0 and {k[3] for k in missing} == {"missing"}
+
+
 def test_flops_growth(run, baseline):
     def grow(df):
         m = (df["model"] == "demo-baseline-all") & (df["component"] == "total") & (df["kind"] == "path")
@@ -162,6 +170,10 @@ def test_bad_input(run, baseline, tmp_path):
         "foreign": (scores.assign(benchmark=lambda d: d["benchmark"].mask(d.index == 0, "NoBench")),
                     "column 'benchmark': unknown benchmark or task 'NoBench'"),
         "other-suite": (scores.assign(suite="cambrian16-mini"), "evaluated suite 'cambrian16' but the baseline"),
+        "no-rows": (scores.iloc[:0], "the baseline holds no scores"),
+        "infinite": (scores.assign(score=lambda d: d["score"].mask(d.index == 1, float("inf"))),
+                     "row 2: column 'score' is inf, outside 0-100"),
+        "negative": (scores.assign(score=lambda d: d["score"].mask(d.index == 0, -500)), "row 1: column 'score' is -500"),
     }
     for name, (df, needle) in malformed.items():
         df.to_csv(tmp_path / f"{name}.csv", index=False)

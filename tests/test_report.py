@@ -164,10 +164,10 @@ def test_explicit_reference_in_the_python_api(run_dir, tmp_path):
 
 
 def _variant(run_dir, base: str, name: str, encoders: list[str], shift: float, first: bool = False) -> None:
-    """Add model ``name``: ``base``'s scores + ``shift`` on every benchmark, one route over ``encoders``
+    """Add model ``name``: ``base``'s scores + ``shift`` (at most 100) on every benchmark, one route over ``encoders``
     (its rows before every other model's when ``first``)."""
     scores, routes = load_table(run_dir, "scores"), load_table(run_dir, "routes")
-    new_scores = scores[scores["model"] == base].assign(model=name, score=lambda d: d["score"] + shift)
+    new_scores = scores[scores["model"] == base].assign(model=name, score=lambda d: (d["score"] + shift).clip(upper=100.0))
     new_routes = routes[routes["model"] == base].assign(model=name, route="+".join(["shared", *encoders]))
     order = (lambda old, new: [new, old]) if first else (lambda old, new: [old, new])
     save_table(run_dir, "scores", pd.concat(order(scores, new_scores), ignore_index=True))
@@ -267,6 +267,10 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
 
     _one_line_error(invoke(run_dir, "--format", "xlsx"), "--format: unknown format 'xlsx'", "table, markdown")
     _one_line_error(invoke(tmp_path / "missing"), "not a directory")
+    before = (broken / "routes.parquet").read_bytes()
+    _one_line_error(invoke(broken, "--format", "csv", "--output", broken / "routes.parquet"), "is one of the report's inputs")
+    assert (broken / "routes.parquet").read_bytes() == before
+    _one_line_error(invoke(run_dir, "--output", tmp_path), f"--output {tmp_path}: is a folder")
 
 
 def test_vision_dependence_known_answers(run_dir, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from scopebench.errors import ScopebenchError
+from scopebench.tables import TABLES
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 _WIDTH = 220  # columns for rich tables when not writing to a terminal
@@ -53,6 +54,16 @@ def _table_text(report, to_terminal: bool) -> str | None:
     return buf.getvalue()
 
 
+def _check_output(output: Path, run_dirs: list[Path], scores: Path | None) -> None:
+    """Refuse an ``--output`` that is a folder or would overwrite what the report reads."""
+    if output.is_dir():
+        raise ScopebenchError(f"--output {output}: is a folder; give a file path, e.g. {output / 'report.html'}")
+    inputs = [Path(d) / f"{t}{x}" for d in run_dirs for t in TABLES for x in (".parquet", ".csv")]
+    inputs += [Path(d) / "manifest.json" for d in run_dirs] + ([Path(scores)] if scores else [])
+    if any(output.resolve() == p.resolve() for p in inputs):
+        raise ScopebenchError(f"--output {output}: is one of the report's inputs; write the report to another file")
+
+
 def run_report(
     run_dirs: list[Path], scores: Path | None, fmt: str, plot_dir: Path | None, output: Path | None,
     reference: str | None = None,
@@ -72,6 +83,8 @@ def run_report(
 
     if fmt not in FORMATS:
         raise ScopebenchError(f"--format: unknown format '{fmt}'; choose from: {', '.join(FORMATS)}")
+    if output is not None:
+        _check_output(Path(output), run_dirs, scores)
     runs = load_runs(run_dirs)
     external = load_external(scores, runs.suite, set(runs.scores["model"])) if scores else None
     report = build_report(runs, external, reference=reference)
