@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +155,34 @@ def _build(cls, data: Any, where: str):
     missing = [r for r in required if r not in data]
     if missing:
         raise ScopebenchError(f"{where}: missing field '{missing[0]}'")
+    for name, hint in typing.get_type_hints(cls).items():
+        if name in data and not _has_type(data[name], hint):
+            raise ScopebenchError(f"{where}: field '{name}' must be {_type_name(hint)}, got {data[name]!r}")
     return cls(**data)
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a field's annotation (plain types, dicts, lists, ``X | None``)."""
+    if hint is Any:
+        return True
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_has_type(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    origin = typing.get_origin(hint) or hint
+    return not isinstance(origin, type) or isinstance(value, origin) or dataclasses.is_dataclass(value)
+
+
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
+    names = [getattr(typing.get_origin(h) or h, "__name__", str(h)) for h in (args or (hint,))]
+    return " or ".join("null" if n == "NoneType" else f"{'an' if n == 'int' else 'a'} {n}" for n in names)
 
 
 def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
@@ -176,6 +205,11 @@ def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
         allowed = {"projector": ("mlp2x_gelu", "linear"), "fusion": ("sequence", "channel")}[key]
         if getattr(cfg, key) not in allowed:
             raise ScopebenchError(f"{where}: {key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
+    try:
+        cfg.prompt_template.format(prompt="")
+    except (KeyError, IndexError, ValueError):
+        raise ScopebenchError(f"{where}: prompt_template {cfg.prompt_template!r} may hold no field but {{prompt}}; "
+                              "write literal braces as {{ and }}") from None
     cfg.parsed_policy(f"{where}: policy")
     for variant, policy in cfg.variants.items():
         Policy.parse(policy, cfg.routed_names, where=f"{where}: variants.{variant}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import torch
 
 from scopebench.config import Policy, config_from_dict
 from scopebench.errors import ScopebenchError
+from scopebench.models.build import build_model
 from scopebench.models.checkpoint import load_checkpoint, save_checkpoint
 from scopebench.models.encoders import EncoderConfig, create_encoder
 from scopebench.models.router import dual_entropy_loss, entropy, load_balance_loss
@@ -323,6 +325,7 @@ import time
 sleeps = []
 time.sleep = sleeps.append  # the hub client's retry back-off, recorded instead of waited
 from scopebench.errors import ScopebenchError
+from scopebench.models.build import build_model
 from scopebench.models.encoders import create_encoder
 try:
     create_encoder("hf:google/siglip-base-patch16-224")
@@ -361,6 +364,20 @@ def test_config_errors():
     del data["llm"]
     with pytest.raises(ScopebenchError, match="x.yaml: missing field 'llm'"):
         config_from_dict(data, "x.yaml")
+    for edit, message in [
+        (lambda d: d["router"].update(dim="x"), "x.yaml: router: field 'dim' must be an int, got 'x'"),
+        (lambda d: d.update(name=5), "x.yaml: field 'name' must be a str, got 5"),
+        (lambda d: d["shared"].update(image_size="64"), "field 'image_size' must be an int or null"),
+        (lambda d: d.update(prompt_template="Q: {x}"), "prompt_template 'Q: {x}' may hold no field but {prompt}"),
+    ]:
+        data = tiny_config_dict()
+        edit(data)
+        with pytest.raises(ScopebenchError, match=re.escape(message)):
+            config_from_dict(data, "x.yaml")
+    data = tiny_config_dict()
+    data["llm"]["config"]["hidden_size"] = "big"
+    with pytest.raises(ScopebenchError, match="llm.config is not a valid qwen2 config"):
+        build_model(config_from_dict(data, "x.yaml"))
 
 
 # ---- presets and CLI ------------------------------------------------------------------------------

@@ -22,7 +22,11 @@ def llm_config(cfg: LLMConfig):
         model_type = data.pop("model_type", None)
         if model_type not in CONFIG_MAPPING:
             raise ScopebenchError(f"llm '{cfg.spec}': config.model_type '{model_type}' is not a transformers model type")
-        return CONFIG_MAPPING[model_type](**data)
+        try:
+            return CONFIG_MAPPING[model_type](**data)
+        except Exception as err:  # transformers validates the fields: a wrong type or value
+            raise ScopebenchError(f"llm '{cfg.spec}': llm.config is not a valid {model_type} config: "
+                                  f"{str(err).strip().splitlines()[0][:200]}; fix that field") from None
     try:
         return hub_config(spec, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):
@@ -53,7 +57,8 @@ def build_model(cfg: ModelConfig, tokenizer=None, meta: bool = False, trust_remo
 
     if cfg.llm.trust_remote_code and not trust_remote_code:
         raise ScopebenchError(
-            f"model '{cfg.name}': llm.trust_remote_code is set; pass --trust-remote-code to run code from the model"
+            f"model '{cfg.name}': llm.trust_remote_code is set, and scopebench runs no code from model repositories; "
+            "use an LLM whose model type transformers ships, or call build_model(..., trust_remote_code=True) from Python"
         )
     torch.manual_seed(cfg.seed)
     if meta:
