@@ -198,7 +198,7 @@ def demo_train(
     """Train the tiny demo checkpoints (Baseline-0, Baseline-1 per encoder, Baseline-all, SCOPE) on CPU."""
     from scopebench.demo.train import train_all
 
-    train_all(output=output, steps=steps, only=only.split(",") if only else None)
+    train_all(output=output, steps=steps, only=None if only is None else [n.strip() for n in only.split(",") if n.strip()])
 
 
 if __name__ == "__main__":  # pragma: no cover

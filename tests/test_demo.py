@@ -67,7 +67,12 @@ def test_training_recipe_refuses_bad_options(tmp_path):
         train_all(output=tmp_path, steps=0)
     with pytest.raises(ScopebenchError, match="--only: unknown demo model 'nope'"):
         train_all(output=tmp_path, only=["nope"])
-    assert not any(tmp_path.iterdir())  # nothing written
+    with pytest.raises(ScopebenchError, match="--only is empty"):
+        train_all(output=tmp_path, only=[])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ScopebenchError, match="is a file; give a folder"):
+        train_all(output=tmp_path / "file", steps=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]  # nothing written
 
 
 def test_training_recipe_is_deterministic(tmp_path):

@@ -210,7 +210,11 @@ def train_all(output: Path | None = None, steps: int | None = None, only: list[s
     unknown = sorted(set(only or []) - set(DEMO_MODELS))
     if unknown:
         raise ScopebenchError(f"--only: unknown demo model '{unknown[0]}'; choose from {', '.join(DEMO_MODELS)}")
+    if only is not None and not only:
+        raise ScopebenchError(f"--only is empty; name demo models from {', '.join(DEMO_MODELS)}, or leave it out to train all")
     out = Path(output or demo_checkpoints_dir())
+    if out.exists() and not out.is_dir():
+        raise ScopebenchError(f"--output {out}: is a file; give a folder for the checkpoints")
     torch.manual_seed(SEED)
     start = time.perf_counter()
     tokenizer = build_word_tokenizer(vocabulary_corpus())

@@ -299,7 +299,8 @@ class MultiEncoderVLM(nn.Module):
     # ----- text helpers ---------------------------------------------------------------------
     def _tok(self):
         if self.tokenizer is None:
-            raise ScopebenchError(f"model '{self.cfg.name}' has no tokenizer (a preset without weights cannot generate)")
+            raise ScopebenchError(f"model '{self.cfg.name}' has no tokenizer: a checkpoint folder needs its tokenizer.json "
+                                  "(re-save it with its tokenizer); a preset without weights cannot generate")
         return self.tokenizer
 
     def encode_texts(self, texts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
