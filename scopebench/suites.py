@@ -117,8 +117,8 @@ def load_suite(name_or_path: str | Path) -> Suite:
             )
         path = files[str(name_or_path)]
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ScopebenchError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or not data["benchmarks"]:
         raise ScopebenchError(f"{path}: field 'benchmarks' must be a non-empty list of benchmarks")

@@ -191,9 +191,9 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ScopebenchError(f"{p}: not valid JSON; delete it or choose another --output") from None
+        raise ScopebenchError(f"{p}: not valid JSON; delete it (or, for eval, choose another --output)") from None
     if not isinstance(manifest, dict):
-        raise ScopebenchError(f"{p}: not a JSON object; delete it or choose another --output")
+        raise ScopebenchError(f"{p}: not a JSON object; delete it (or, for eval, choose another --output)")
     for key, kind in (("models", dict), ("versions", dict), ("suite", str)):
         if key in manifest and not isinstance(manifest[key], kind):
             raise ScopebenchError(f"{p}: field '{key}' must be a JSON {'object' if kind is dict else 'string'}; "

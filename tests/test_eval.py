@@ -167,6 +167,9 @@ def test_bad_suite_file(tmp_path):
     bad.write_text("name: mine\nbenchmarks:\n  - {name: X, task: no_such_task_zz, category: General, metric: exact_match}\n")
     result = _eval("demo-scope", "--suite", str(bad))
     assert result.exit_code == 2 and f"{bad}: unknown lmms-eval task 'no_such_task_zz'" in " ".join(result.output.split())
+    bad.write_bytes(b"name: \xff\xfe\n")
+    result = _eval("demo-scope", "--suite", str(bad))
+    assert result.exit_code == 2 and "not valid YAML (UnicodeDecodeError)" in " ".join(result.output.split())
 
 
 def test_missing_dataset_offline_fails_fast():

@@ -244,6 +244,8 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
         "model,benchmark,score\nx,NotABench,50\n": "line 2: column 'benchmark': unknown benchmark or task 'NotABench'",
         "model,benchmark,score\nx,MME-P,2500\n": "line 2: score 2500 of MME-P is outside 0-2000",
         "model,benchmark,score\nx,GQA,101\n": "outside 0-100",
+        "model,benchmark,score\n,GQA,50\n": "line 2: column 'model' is empty",
+        "model,benchmark,score\n  ,GQA,50\n": "line 2: column 'model' is empty",
     }
     for i, (text, needle) in enumerate(cases.items()):
         csv = tmp_path / f"ext{i}.csv"

@@ -129,6 +129,8 @@ def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
     rows = []
     for i, rec in enumerate(df.to_dict("records"), start=2):
         where = f"{path}: line {i}"
+        if pd.isna(rec["model"]) or not str(rec["model"]).strip():
+            raise ScopebenchError(f"{where}: column 'model' is empty; name the model")
         try:
             bench = suite.benchmark(str(rec["benchmark"]))
         except ScopebenchError as err:
