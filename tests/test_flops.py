@@ -300,6 +300,8 @@ def test_expected_costs_from_routes(router_ckpt, tmp_path):
     (["scope-paper", "--image-size", "100"], "must be a multiple of 28"),
     (["timm:vit_tiny_patch16_224", "--image-size", "8"], "Kernel size can't be greater"),
     (["timm:vit_tiny_patch16_224", "--image-size", "0"], "--image-size must be a positive"),
+    (["demo-baseline-0", "--image-size", "7"], "cannot run at image_size 7"),
+    (["demo-baseline-0", "--prompt-tokens", "2000"], "more than the LLM's max_position_embeddings (1024)"),
     (["timm:vit_tiny_patch16_224", "--counter", "deepspeed"], "--counter must be one of fvcore, torch"),
 ])
 def test_flops_bad_input_is_one_line(args, message):

@@ -86,11 +86,16 @@ class VisionEncoder(nn.Module):
             from torch._subclasses.fake_tensor import FakeTensorMode
 
             param = next(self.parameters())
-            if param.device.type == "meta":
-                out = self.features(torch.empty(1, 3, self.image_size, self.image_size, device="meta"))
-            else:
-                with FakeTensorMode(allow_non_fake_inputs=True):
-                    out = self.features(torch.empty(1, 3, self.image_size, self.image_size, dtype=param.dtype))
+            try:
+                if param.device.type == "meta":
+                    out = self.features(torch.empty(1, 3, self.image_size, self.image_size, device="meta"))
+                else:
+                    with FakeTensorMode(allow_non_fake_inputs=True):
+                        out = self.features(torch.empty(1, 3, self.image_size, self.image_size, dtype=param.dtype))
+            except RuntimeError as err:  # e.g. an image smaller than a patch or a conv kernel
+                first = (str(err).strip().splitlines() or [""])[0][:200]
+                raise ScopebenchError(f"encoder '{self.cfg.spec}' cannot run at image_size {self.image_size} "
+                                      f"({first}); use a larger image size") from None
             self._shape = (int(out.shape[1]), int(out.shape[2]))
         return self._shape
 

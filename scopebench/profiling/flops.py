@@ -96,17 +96,23 @@ def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> 
         counter = TORCH
         if target.kind != "preset":  # the preset note says so already
             target.notes.append("meta device: counted with the torch counter (fvcore needs a real forward)")
+    llm = None if target.encoder else target.model.llm
+    total = None if target.encoder else count_params([target.model])
+    tally = Tally(counter, target.label)
     try:
         plans = plan_encoder(target.label, target.model) if target.encoder else plan_model(target.model, prompt_tokens)
+        limit = getattr(getattr(llm, "config", None), "max_position_embeddings", None)
+        longest = max((p.llm_tokens for p in plans), default=0) + (generated_tokens if llm is not None else 0)
+        if llm is not None and limit and longest > limit:
+            raise ScopebenchError(f"--prompt-tokens {prompt_tokens}: the longest path needs {longest} LLM positions, "
+                                  f"more than the LLM's max_position_embeddings ({limit}); lower --prompt-tokens")
+        paths = count_paths(plans, tally, llm, generated_tokens, total)
     except ScopebenchError:
         raise
     except Exception as err:  # an encoder that cannot run at this size, a broken config: one line
         first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ScopebenchError(f"cannot run '{target.label}' to find its paths: {type(err).__name__}: {first}") from None
-    tally = Tally(counter, target.label)
-    llm = None if target.encoder else target.model.llm
-    total = None if target.encoder else count_params([target.model])
-    paths = count_paths(plans, tally, llm, generated_tokens, total)
+        raise ScopebenchError(f"cannot run '{target.label}': {type(err).__name__}: {first}; "
+                              "check --image-size and the model config") from None
     return {
         "model": target.label, "unit": UNIT, "device": device, "counter": counter,
         "prompt_tokens": None if target.encoder else prompt_tokens,
