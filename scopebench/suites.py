@@ -84,10 +84,10 @@ class Suite:
         return df.assign(benchmark=df["benchmark"].map(names))
 
     def select(self, names: list[str] | None) -> list[Benchmark]:
-        """Benchmarks named by benchmark name or task id (all when ``names`` is empty)."""
+        """Benchmarks named by benchmark name or task id, each once, in the order named (all when ``names`` is empty)."""
         if not names:
             return list(self.benchmarks)
-        return [self.benchmark(n) for n in names]
+        return list({b.name: b for b in map(self.benchmark, names)}.values())
 
 
 def _suggest(name: str, known: list[str]) -> str:

@@ -229,6 +229,8 @@ def test_suite_definitions_load():
     ocr = load_suite("scope-ocr")
     assert [b.task for b in ocr.benchmarks] == ["docvqa_val", "infovqa_val", "textvqa_val", "chartqa", "vcr_wiki_en_hard"]
     assert load_suite("cambrian16").benchmark("MathVista").task == "mathvista_testmini_format"
+    picked = mini.select(["c16mini_gqa", "GQA", "MME-P"])  # a benchmark named twice (task id, name) runs once
+    assert [b.name for b in picked] == ["GQA", "MME-P"]
 
 
 def test_random_guesser_guesses_among_what_the_question_offers():

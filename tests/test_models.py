@@ -88,6 +88,8 @@ def test_blind_policy_sees_black_images(make_model):
     assert str(Policy.parse("all/mask:oclip/blind", ROUTED)) == "fixed:conv,oclip,hfclip/mask:oclip/blind"
     with pytest.raises(ScopebenchError, match="'<policy>/blind'"):
         Policy.parse("blind", ROUTED)
+    with pytest.raises(ScopebenchError, match="'/mask:' needs encoder names, e.g. all/mask:conv"):
+        Policy.parse("all/mask:", ROUTED)
     model = make_model("router")
     images, ids, mask = _batch(model)
     black = torch.zeros_like(images)
