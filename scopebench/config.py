@@ -64,9 +64,9 @@ class Policy:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ScopebenchError(f"{where}: unknown policy '{text}'{hint}; choose from {', '.join(POLICY_KINDS)}, "
                                   "optionally followed by /mask:NAMES and /blind")
-        if "/mask:" in text and not _names(mask, routed, where):
+        masked = _names(mask, routed, where) if "/mask:" in text else ()
+        if "/mask:" in text and not masked:
             raise ScopebenchError(f"{where}: '/mask:' needs encoder names, e.g. {kind}/mask:{routed[0] if routed else 'NAME'}")
-        masked = _names(mask, routed, where) if mask else ()
         if kind == "fixed":
             if not arg:
                 raise ScopebenchError(f"{where}: 'fixed' needs encoder names, e.g. fixed:{routed[0] if routed else 'NAME'}")

@@ -26,6 +26,7 @@ from scopebench.errors import ScopebenchError
 from scopebench.suites import Benchmark, Suite, load_suite
 from scopebench.tables import (
     ERANK_PREFIX,
+    KEYS,
     PROB_PREFIX,
     atomic_write_text,
     environment,
@@ -85,23 +86,20 @@ def _part_dir(out: Path, model: str, task: str) -> Path:
     return out / "parts" / model.replace("/", "_") / task
 
 
-def restore_finished(out: Path) -> int:
+def restore_finished(out: Path) -> None:
     """Merge every finished part (``parts/MODEL/TASK/done``) whose score is missing from the run's tables
-    back into them (after a table was deleted, or lost); returns how many. Reading the tables first also
-    refuses a corrupt one before any task runs."""
-    scores = load_table(out, "scores", required=False)
+    back into them (after a table was deleted, or lost). Reading the tables first also refuses a corrupt
+    one before any task runs."""
+    def keys(scores: pd.DataFrame) -> set[tuple[str, ...]]:
+        return set(scores[KEYS["scores"]].astype(str).itertuples(index=False, name=None))
+
+    have = keys(load_table(out, "scores", required=False))
     load_table(out, "routes", required=False)
-    have = set(zip(scores["model"].astype(str), scores["benchmark"].astype(str), strict=True))
-    restored = 0
     for done in sorted(out.glob("parts/*/*/done")):
-        part = done.parent
-        score = read_table(part / "scores.parquet", "scores")
-        if set(zip(score["model"].astype(str), score["benchmark"].astype(str), strict=True)) <= have:
-            continue
-        merge_rows(out, "scores", score, ["model", "benchmark"])
-        merge_rows(out, "routes", read_table(part / "routes.parquet", "routes"), ["model", "benchmark", "doc_id"])
-        restored += 1
-    return restored
+        score = read_table(done.parent / "scores.parquet", "scores")
+        if not keys(score) <= have:
+            merge_rows(out, "scores", score, KEYS["scores"])
+            merge_rows(out, "routes", read_table(done.parent / "routes.parquet", "routes"), KEYS["routes"])
 
 
 def _scalar(value: Any) -> float | None:
@@ -259,7 +257,6 @@ def run_eval(
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
-    if rank == 0:
         restore_finished(out)
     todo = [(r, b) for r in refs for b in benches if not (_part_dir(out, names[r], task_of[b.name]) / "done").exists()]
     with _progress(json_out or rank != 0) as progress:

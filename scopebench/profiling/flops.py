@@ -102,8 +102,8 @@ def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> 
     try:
         plans = plan_encoder(target.label, target.model) if target.encoder else plan_model(target.model, prompt_tokens)
         limit = getattr(getattr(llm, "config", None), "max_position_embeddings", None)
-        longest = max((p.llm_tokens for p in plans), default=0) + (generated_tokens if llm is not None else 0)
-        if llm is not None and limit and longest > limit:
+        longest = max((p.llm_tokens for p in plans), default=0) + generated_tokens
+        if limit and longest > limit:  # no limit for an encoder on its own (llm is None)
             raise ScopebenchError(f"--prompt-tokens {prompt_tokens}: the longest path needs {longest} LLM positions, "
                                   f"more than the LLM's max_position_embeddings ({limit}); lower --prompt-tokens")
         paths = count_paths(plans, tally, llm, generated_tokens, total)
