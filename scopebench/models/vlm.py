@@ -134,10 +134,6 @@ class MultiEncoderVLM(nn.Module):
                 raise ScopebenchError(f"model '{self.cfg.name}' (channel fusion) has no projector for route {route_name(route)}")
         self._rng = torch.Generator().manual_seed(self.cfg.seed)
 
-    def _seen(self, images: torch.Tensor) -> torch.Tensor:
-        """The images the model sees: black under a ``/blind`` policy (same shapes, routes and compute)."""
-        return torch.zeros_like(images) if self.policy.blind else images
-
     def available(self) -> list[str]:
         """Routed encoders the current policy may use (not masked)."""
         return [n for n in self.cfg.routed_names if n not in self.policy.masked]
@@ -181,6 +177,16 @@ class MultiEncoderVLM(nn.Module):
             idx = torch.randint(len(avail), (b,), generator=self._rng).tolist()
             return [(avail[i],) for i in idx], probs
         return [self.paths()[0]] * b, probs
+
+    def _route_and_encode(self, images: torch.Tensor, prompt_embeds, prompt_mask):
+        """(routes, router probabilities, the images and shared features that feed the LLM). Under ``/blind``
+        the route is chosen on the real image and every encoder feeding the LLM sees a black one."""
+        shared_feats = self.shared(images)
+        routes, probs = self.choose_routes(shared_feats, prompt_embeds, prompt_mask)
+        if self.policy.blind:
+            images = torch.zeros_like(images)
+            shared_feats = self.shared(images)
+        return routes, probs, images, shared_feats
 
     # ----- visual tokens ------------------------------------------------------------------
     def visual_tokens(
@@ -238,10 +244,8 @@ class MultiEncoderVLM(nn.Module):
             raise ScopebenchError(f"batch mismatch: {images.shape[0]} images but {input_ids.shape[0]} texts")
         if prompt_mask is None:
             prompt_mask = attention_mask if labels is None else attention_mask * (labels == -100)
-        images = self._seen(images)
         text = self.text_embeddings(input_ids)
-        shared_feats = self.shared(images)
-        routes, probs = self.choose_routes(shared_feats, text, prompt_mask)
+        routes, probs, images, shared_feats = self._route_and_encode(images, text, prompt_mask)
         soft = self.training and self.router is not None and self.cfg.router.train_mode == "soft"
         groups: dict[Route, list[int]] = {}
         for i, r in enumerate(routes):
@@ -321,10 +325,8 @@ class MultiEncoderVLM(nn.Module):
         tok = self._tok()
         max_new = max_new_tokens or self.cfg.max_new_tokens
         ids, mask = self.encode_texts([self.format_prompt(p) for p in prompts], images.device)
-        images = self._seen(images)
         text = self.text_embeddings(ids)
-        shared_feats = self.shared(images)
-        routes, probs = self.choose_routes(shared_feats, text, mask)
+        routes, probs, images, shared_feats = self._route_and_encode(images, text, mask)
         out: list[str] = [""] * len(prompts)
         groups: dict[Route, list[int]] = {}
         for i, r in enumerate(routes):
