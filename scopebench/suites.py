@@ -14,14 +14,18 @@ top of the benchmark's published scale (2000 for MME-P, 100 otherwise); external
 files are read in that scale. Optional per benchmark: ``judge_task`` (the lmms-eval task
 to use when the API judge is enabled), ``sample_judge`` (``module:function``, the task's own
 function that judges a list of per-sample metric values, applied to each sample alone to get
-per-sample scores where the stored value is not one, e.g. SEED's ``seed_aggregation_result``)
-and ``note`` (shown in reports, e.g. "rule-based answer extraction").
+per-sample scores where the stored value is not one, e.g. SEED's ``seed_aggregation_result``;
+only a module of ``lmms_eval.tasks`` or a module file in ``task_dir``, e.g. ``utils:f`` for
+``task_dir/utils.py``) and ``note`` (shown in reports, e.g. "rule-based answer extraction").
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -43,6 +47,20 @@ class Benchmark:
     judge_task: str | None = None
     sample_judge: str | None = None
     note: str = ""
+    judge_fn: Callable | None = field(default=None, compare=False, repr=False)  # sample_judge, once loaded
+
+    def judge_sample(self, value):
+        """One sample's metric value as ``sample_judge`` judges it alone (unchanged without a judge)."""
+        if self.sample_judge is None:
+            return value
+        if self.judge_fn is None:
+            raise RuntimeError("sample judges are loaded by load_suite(..., judges=True)")
+        try:
+            out = self.judge_fn([value])
+        except Exception as err:  # the suite's code: one line, not a traceback
+            raise ScopebenchError(f"benchmark '{self.name}': sample_judge '{self.sample_judge}' failed: "
+                                  f"{_one_line(err)}; fix the function or remove the field") from None
+        return out[-1] if isinstance(out, tuple) else out  # MMMU's evaluate_mmmu: (verdicts, {"acc"})
 
     def to_percent(self, value: float) -> float:
         """lmms-eval metric value -> 0-100."""
@@ -90,6 +108,10 @@ class Suite:
         return list({b.name: b for b in map(self.benchmark, names)}.values())
 
 
+def _one_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {next(iter(str(err).splitlines()), '')[:300]}"
+
+
 def _suggest(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -101,10 +123,52 @@ def suite_files() -> dict[str, Path]:
 
 
 _REQUIRED = ("name", "task", "category", "metric")
+_FIELDS = sorted(set(Benchmark.__dataclass_fields__) - {"judge_fn"})  # a suite file's benchmark fields
+JUDGE_PACKAGE = "lmms_eval.tasks."
 
 
-def load_suite(name_or_path: str | Path) -> Suite:
-    """Load a built-in suite by name, or a user suite from a YAML file."""
+def _judge_file(module: str, task_dir: Path | None) -> Path | None:
+    """The file of ``module`` (``utils``, ``sub.utils``) inside the suite's task folder, or None."""
+    if task_dir is None:
+        return None
+    path = task_dir.joinpath(*module.split(".")).with_suffix(".py")
+    return path if path.is_file() and path.resolve().is_relative_to(task_dir.resolve()) else None
+
+
+def _check_judge(judge, task_dir: Path | None, where: str) -> None:
+    """Refuse a ``sample_judge`` that is not 'module:function' from lmms_eval.tasks or the task_dir."""
+    module, _, name = judge.partition(":") if isinstance(judge, str) else ("", "", "")
+    if not (name.isidentifier() and all(p.isidentifier() for p in module.split("."))):
+        raise ScopebenchError(f"{where}.sample_judge must be 'module:function', got {judge!r}")
+    if not module.startswith(JUDGE_PACKAGE) and _judge_file(module, task_dir) is None:
+        raise ScopebenchError(f"{where}.sample_judge '{judge}': the module must be in {JUDGE_PACKAGE}* or "
+                              "a .py file in the suite's task_dir; name one of those")
+
+
+def _load_judge(bench: Benchmark, task_dir: Path | None, where: str) -> Benchmark:
+    """``bench`` with its ``sample_judge`` imported (a task_dir module by path, as lmms-eval's !function)."""
+    module, _, name = bench.sample_judge.partition(":")
+    try:
+        path = None if module.startswith(JUDGE_PACKAGE) else _judge_file(module, task_dir)
+        if path is None:
+            fn = getattr(importlib.import_module(module), name)
+        else:
+            spec = importlib.util.spec_from_file_location(module, path)
+            loaded = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loaded)
+            fn = getattr(loaded, name)
+    except Exception as err:  # the suite's code: one line, not a traceback
+        raise ScopebenchError(f"{where}.sample_judge '{bench.sample_judge}' cannot be imported "
+                              f"({_one_line(err)}); fix or remove the field") from None
+    if not callable(fn):
+        raise ScopebenchError(f"{where}.sample_judge '{bench.sample_judge}' is a {type(fn).__name__}, "
+                              "not a function")
+    return replace(bench, judge_fn=fn)
+
+
+def load_suite(name_or_path: str | Path, judges: bool = False) -> Suite:
+    """Load a built-in suite by name, or a user suite from a YAML file; ``judges``: import the
+    ``sample_judge`` functions too (slow: they import lmms-eval), as `eval` does before any task runs."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and not path.is_file():
         raise ScopebenchError(f"{path}: suite file not found; pass an existing suite YAML file or a built-in suite name")
@@ -122,7 +186,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
         raise ScopebenchError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or not data["benchmarks"]:
         raise ScopebenchError(f"{path}: field 'benchmarks' must be a non-empty list of benchmarks")
-    allowed = {f for f in Benchmark.__dataclass_fields__}
+    task_dir = (path.parent / data["task_dir"]).resolve() if data.get("task_dir") else None
     benchmarks = []
     for i, item in enumerate(data["benchmarks"]):
         where = f"{path}: benchmarks[{i}]"
@@ -131,29 +195,28 @@ def load_suite(name_or_path: str | Path) -> Suite:
         missing = [k for k in _REQUIRED if not item.get(k)]
         if missing:
             raise ScopebenchError(f"{where} is missing field '{missing[0]}'")
-        unknown = sorted(set(item) - allowed)
+        unknown = sorted(set(item) - set(_FIELDS))
         if unknown:
             raise ScopebenchError(
-                f"{where} has unknown field '{unknown[0]}'{_suggest(unknown[0], sorted(allowed))}; "
-                f"allowed: {', '.join(sorted(allowed))}"
+                f"{where} has unknown field '{unknown[0]}'{_suggest(unknown[0], _FIELDS)}; "
+                f"allowed: {', '.join(_FIELDS)}"
             )
-        judge = item.get("sample_judge")
-        if judge is not None and not (isinstance(judge, str) and len(judge.split(":")) == 2 and all(judge.split(":"))):
-            raise ScopebenchError(f"{where}.sample_judge must be 'module:function', got {judge!r}")
+        if item.get("sample_judge") is not None:
+            _check_judge(item["sample_judge"], task_dir, where)
         for num in ("scale", "native_max"):
             if num in item and not (isinstance(item[num], int | float) and item[num] > 0):
                 raise ScopebenchError(f"{where}.{num} must be a positive number, got {item[num]!r}")
-        benchmarks.append(Benchmark(**item))
+        bench = Benchmark(**item)
+        benchmarks.append(_load_judge(bench, task_dir, where) if judges and bench.sample_judge else bench)
     names = [b.name for b in benchmarks]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ScopebenchError(f"{path}: benchmark name '{sorted(dup)[0]}' appears twice")
-    task_dir = data.get("task_dir")
     cats = tuple(dict.fromkeys(b.category for b in benchmarks))
     return Suite(
         name=str(data.get("name") or path.stem),
         benchmarks=tuple(benchmarks),
-        task_dir=(path.parent / task_dir).resolve() if task_dir else None,
+        task_dir=task_dir,
         source=path,
         description=str(data.get("description", "")),
         categories=cats,
