@@ -3,11 +3,14 @@
 Reads the two runs' tables (nothing is re-run) and checks, for everything the baseline holds:
 
 * score (0-100 per model and benchmark): regressed when it drops by more than ``tolerance`` points,
-  missing when the run lacks it;
+  missing when either run lacks it (NaN too) or the run scored fewer samples (``n``) than the baseline;
 * routes (per model and benchmark): the share of the samples both runs scored (same doc_id) whose
-  route changed, regressed above ``route_tolerance`` percent;
+  route changed, regressed above ``route_tolerance`` percent; missing when the run lacks some samples;
 * costs: FLOPs of each path's total and each benchmark's expected FLOPs under routing, regressed when
-  they grow by more than ``cost_tolerance`` percent. Latency depends on the machine and is not checked.
+  they grow by more than ``cost_tolerance`` percent (or from 0); missing when either side has no count.
+  Latency depends on the machine and is not checked.
+
+Benchmarks are matched by name or lmms-eval task id alike.
 
 Exit code of the command: 0 passed, 1 regressed or missing, 2 bad input.
 """
@@ -15,13 +18,14 @@ Exit code of the command: 0 passed, 1 regressed or missing, 2 bad input.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from scopebench.errors import ScopebenchError
-from scopebench.suites import load_suite
+from scopebench.suites import Suite, load_suite
 from scopebench.tables import TABLES, load_table, read_manifest, read_table, table_path
 
 FAILING = ("regressed", "missing")
@@ -34,7 +38,7 @@ class Finding:
     check: str  # score | route | cost
     model: str
     item: str  # benchmark (score, route, expected cost) or "path <route>" (cost)
-    baseline: float
+    baseline: float | None  # None: missing from the baseline
     value: float | None  # None: missing from the run
     change: float | None
     status: str  # ok | improved | regressed | missing
@@ -77,33 +81,48 @@ def _status(change: float, tolerance: float, worse_is_up: bool) -> str:
     return "regressed" if worse else "improved" if better else "ok"
 
 
+def _numbers(df: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
+    """``column`` as floats (NaN where empty or not a number) keyed by ``keys``."""
+    return pd.to_numeric(df[column], errors="coerce").set_axis(pd.MultiIndex.from_frame(df[keys]))
+
+
 def compare_scores(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
-    """Per (model, benchmark) of the baseline: the run's score change in points."""
+    """Per (model, benchmark) of the baseline: the run's score change in points (missing: no score on
+    either side, or fewer samples in the run)."""
     keys = ["model", "benchmark"]
-    new = run.scores.dropna(subset=["score"]).set_index(keys)["score"]
+    new, new_n = _numbers(run.scores, keys, "score"), _numbers(run.scores, keys, "n")
+    old_n = _numbers(base.scores, keys, "n")
     flipped = _changed_samples(run.routes, base.routes, "sample_score")
     out = []
-    for row in base.scores.dropna(subset=["score"]).itertuples():
-        key, old = (row.model, row.benchmark), float(row.score)
-        if key not in new.index:
-            out.append(Finding("score", *key, old, None, None, "missing", "not in the run"))
+    for key, old in _numbers(base.scores, keys, "score").items():
+        after = new.get(key, math.nan)
+        if math.isnan(old) or math.isnan(after):
+            detail = "no score in the baseline" if math.isnan(old) else "not in the run"
+            out.append(Finding("score", *key, _value(old), None, None, "missing", detail))
             continue
-        change = float(new[key]) - old
+        change, had, has = after - old, old_n[key], new_n.get(key, math.nan)
+        if has < had or (math.isnan(has) and not math.isnan(had)):
+            count = "an unknown number" if math.isnan(has) else f"{has:g}"
+            out.append(Finding("score", *key, old, after, change, "missing",
+                               f"the run scored {count} of the baseline's {had:g} samples"))
+            continue
         detail = f"{flipped[key][0]} of {flipped[key][1]} samples changed" if key in flipped else ""
-        out.append(Finding("score", *key, old, float(new[key]), change, _status(change, tolerance, False), detail))
+        out.append(Finding("score", *key, old, after, change, _status(change, tolerance, False), detail))
     return out
 
 
 def compare_routes(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
     """Per (model, benchmark) the baseline routed: the percent of shared samples whose route changed
-    (missing when the run routed none of them)."""
+    (missing when the run routed fewer of them than the baseline)."""
     out = []
     compared = _changed_samples(run.routes, base.routes, "route")
-    for key, (changed, total) in compared.items():
-        share = 100.0 * changed / total
-        status = "regressed" if share > tolerance else "ok"
-        out.append(Finding("route", *key, 0.0, share, share, status, f"{changed} of {total} samples re-routed"))
     routed = base.routes.dropna(subset=["route"]).groupby(["model", "benchmark"]).size()
+    for key, (changed, total) in compared.items():
+        share, held = 100.0 * changed / total, int(routed[key])
+        status = "missing" if total < held else "regressed" if share > tolerance else "ok"
+        lacks = f"; the run lacks {held - total} of the baseline's {held}" if total < held else ""
+        detail = f"{changed} of {total} samples re-routed{lacks}"
+        out.append(Finding("route", *key, 0.0, share, share, status, detail))
     for key, total in routed.items():
         if key not in compared:
             out.append(Finding("route", *key, 0.0, None, None, "missing", f"none of the baseline's {total} samples in the run"))
@@ -126,14 +145,16 @@ def _changed_samples(new: pd.DataFrame, old: pd.DataFrame, column: str) -> dict[
 
 
 def _cost_values(costs: pd.DataFrame) -> pd.Series:
-    """FLOPs keyed by (model, item): each path's total ("path X") and each benchmark's expected cost."""
+    """FLOPs keyed by (model, item): each path's total ("path X") and each benchmark's expected cost
+    (NaN: not counted)."""
     if costs.empty:
         return pd.Series(dtype=float)
+    costs = costs.assign(flops=pd.to_numeric(costs["flops"], errors="coerce"))
     paths = costs[costs["kind"].isin(["path", "reference"]) & (costs["component"] == "total")]
     expected = costs[costs["kind"] == "expected"]
     rows = [((r.model, f"path {r.path}"), r.flops) for r in paths.itertuples()]
     rows += [((r.model, str(r.benchmark)), r.flops) for r in expected.itertuples()]
-    return pd.Series({key: float(v) for key, v in rows}, dtype=float).dropna()
+    return pd.Series(dict(rows), dtype=float)
 
 
 def compare_costs(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
@@ -144,14 +165,30 @@ def compare_costs(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
                         f"{len(rows)} baseline rows; add them with `scopebench flops {model} --output RUN_DIR`")
                 for model, rows in old.groupby(level=0)]
     out = []
-    for (model, item), before in old.items():
-        if (model, item) not in new.index:
-            out.append(Finding("cost", model, item, before, None, None, "missing", "not in the run's costs table"))
+    for key, before in old.items():
+        after = float(new.get(key, math.nan))
+        if math.isnan(before) or math.isnan(after):
+            detail = ("no FLOPs count in the baseline" if math.isnan(before) else
+                      "no FLOPs count in the run" if key in new.index else "not in the run's costs table")
+            out.append(Finding("cost", *key, _value(before), _value(after), None, "missing", detail))
             continue
-        after = float(new[(model, item)])
-        change = 100.0 * (after - before) / before if before else 0.0
-        out.append(Finding("cost", model, item, before, after, change, _status(change, tolerance, True), "FLOPs"))
+        change = 100.0 * (after - before) / before if before else None if after else 0.0  # None: up from 0
+        status = "regressed" if change is None else _status(change, tolerance, True)
+        detail = "FLOPs" if before else "FLOPs, from 0"
+        out.append(Finding("cost", *key, before, after, change, status, detail))
     return out
+
+
+def _value(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _benchmark_names(tables: Tables, suite: Suite) -> None:
+    """Name every table's benchmarks by the suite's benchmark names (a scores file may use task ids)."""
+    tables.scores = suite.with_benchmark_names(tables.scores, tables.where)
+    for name in ("routes", "costs"):
+        where = table_path(tables.where.parent, name) or tables.where
+        setattr(tables, name, suite.with_benchmark_names(getattr(tables, name), where))
 
 
 def versions_changed(run: Tables, base: Tables) -> dict[str, tuple[str | None, str | None]]:
@@ -176,9 +213,10 @@ def run_check(
     if all(suites) and suites[0] != suites[1]:
         raise ScopebenchError(f"{run_dir} evaluated suite '{suites[0]}' but the baseline {baseline} '{suites[1]}'; "
                               "compare runs of the same suite")
+    known = suites[0] or suites[1]
     for tables, name in zip((run, base), suites, strict=True):
-        if name:  # every benchmark must belong to the suite
-            load_suite(name).with_benchmark_names(tables.scores, tables.where)
+        if known:  # every benchmark must belong to the suite; task ids become benchmark names
+            _benchmark_names(tables, load_suite(name or known))
     findings = [*compare_scores(run, base, tolerance), *compare_routes(run, base, route_tolerance),
                 *compare_costs(run, base, cost_tolerance)]
     passed = not any(f.status in FAILING for f in findings)
@@ -222,9 +260,9 @@ def print_check(findings: list[Finding], passed: bool, tolerances: tuple[float, 
             table.add_column(col, justify="right" if col in ("baseline", "run", "change") else "left")
         for f in shown:
             style = "red" if f.status in FAILING else "green"
-            value = "-" if f.value is None else f"{f.value:.4g}"
-            change = "-" if f.change is None else f"{f.change:+.2f}"
-            table.add_row(f"[{style}]{f.status}[/]", f.check, f.model, f.item, f"{f.baseline:.4g}", value, change, f.detail)
+            base, value, change = ("-" if v is None else f"{v:{fmt}}" for v, fmt in
+                                   ((f.baseline, ".4g"), (f.value, ".4g"), (f.change, "+.2f")))
+            table.add_row(f"[{style}]{f.status}[/]", f.check, f.model, f.item, base, value, change, f.detail)
         console.print(table)
     for pkg, (old, new) in changed.items():
         console.print(f"version changed: {pkg} {old} -> {new}")

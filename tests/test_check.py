@@ -180,3 +180,72 @@ def test_bad_input(run, baseline, tmp_path):
         assert needle in one_line([run, "--baseline", tmp_path / f"{name}.csv"]), name
     write_manifest(run, {"suite": "cambrian16-mini"})
     assert "same suite" in one_line([run, "--baseline", baseline])
+
+
+def test_nan_baseline_scores_are_missing_not_dropped(run, baseline, tmp_path):
+    scores = load_table(baseline, "scores")
+    scores.assign(score=float("nan")).to_csv(tmp_path / "nan.csv", index=False)
+    code, report = check(run, tmp_path / "nan.csv")
+    missing = [f for f in report["findings"] if f["status"] == "missing"]
+    assert code == 1 and len(missing) == 96 and {f["detail"] for f in missing} == {"no score in the baseline"}
+    assert missing[0]["baseline"] is None
+    edit(run, "scores", lambda df: df.assign(score=df["score"].mask(df["benchmark"] == "GQA")))
+    code, report = check(run, baseline)
+    assert code == 1 and {k for k in not_ok(report) if k[2] == "GQA"} == {
+        ("score", m, "GQA", "missing") for m in scores["model"].unique()}
+
+
+def test_a_run_with_fewer_samples_than_the_baseline_is_missing(run, baseline):
+    def fewer(df):
+        df.loc[(df["model"] == "demo-scope") & (df["benchmark"] == "GQA"), "n"] = 5
+        return df
+
+    edit(run, "scores", fewer)
+    code, report = check(run, baseline)
+    f = not_ok(report)[("score", "demo-scope", "GQA", "missing")]
+    assert code == 1 and len(not_ok(report)) == 1
+    assert f["detail"] == "the run scored 5 of the baseline's 20 samples" and f["change"] == 0.0
+
+
+def test_routes_compared_on_fewer_samples_than_the_baseline_fail(run, baseline):
+    def keep_one(df):
+        mmvp = (df["model"] == "demo-scope") & (df["benchmark"] == "MMVP")
+        return df[~mmvp | (df["doc_id"] == df.loc[mmvp, "doc_id"].min())]
+
+    edit(run, "routes", keep_one)
+    code, report = check(run, baseline)
+    f = not_ok(report)[("route", "demo-scope", "MMVP", "missing")]
+    assert code == 1 and f["detail"] == "0 of 1 samples re-routed; the run lacks 19 of the baseline's 20"
+
+
+def test_nan_or_zero_baseline_flops_are_not_ok(run, baseline, tmp_path):
+    release = shutil.copytree(baseline, tmp_path / "release")
+    totals = load_table(baseline, "costs").query("kind == 'path' and component == 'total'")
+    zero, nan, unset = (totals.index[i] for i in range(3))
+    def counts(df, factor, blank):  # row `zero` times factor, row `blank` NaN
+        flops = df["flops"].mask(df.index == zero, df["flops"] * factor)
+        return df.assign(flops=flops.mask(df.index == blank))
+
+    edit(release, "costs", lambda df: counts(df, 0.0, nan))
+    edit(run, "costs", lambda df: counts(df, 10.0, unset))
+    code, report = check(run, release, "--cost-tolerance", "1000")
+    found = {(k[1], k[3]): f for k, f in not_ok(report).items()}
+    assert code == 1 and len(found) == 3
+    assert found[(totals.loc[zero, "model"], "regressed")]["detail"] == "FLOPs, from 0"
+    assert found[(totals.loc[nan, "model"], "missing")]["detail"] == "no FLOPs count in the baseline"
+    assert found[(totals.loc[unset, "model"], "missing")]["detail"] == "no FLOPs count in the run"
+    edit(run, "costs", lambda df: counts(df, 0.0, unset))
+    code, report = check(run, release, "--cost-tolerance", "1000")
+    assert (totals.loc[zero, "model"], "regressed") not in {(k[1], k[3]) for k in not_ok(report)}
+
+
+def test_baseline_naming_benchmarks_by_task_id_matches_run_rows_by_name(run, baseline, tmp_path):
+    release = shutil.copytree(baseline, tmp_path / "release")
+    for name in ("scores", "routes"):
+        edit(release, name, lambda df: df.assign(benchmark=df["task"]))
+    code, report = check(run, release)
+    assert code == 0 and not not_ok(report) and len(report["findings"]) > 2 * 96
+    load_table(release, "scores").to_csv(tmp_path / "by_task.csv", index=False)
+    code, report = check(run, tmp_path / "by_task.csv")
+    assert code == 0 and len(report["findings"]) == 96 and not not_ok(report)
+    assert check(release, baseline)[0] == 0  # and the other way round
