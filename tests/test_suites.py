@@ -50,6 +50,9 @@ def test_a_judge_from_elsewhere_is_refused_at_load_and_never_called(tmp_path, mo
         for judges in (False, True):
             with pytest.raises(ScopebenchError, match=f"'{judge}': the module must be in lmms_eval.tasks"):
                 load_suite(path, judges=judges)
+    for judge in ("f", "os:", "os.path:join:x", "a b:f"):
+        with pytest.raises(ScopebenchError, match="sample_judge must be 'module:function'"):
+            load_suite(suite_file(tmp_path, judge))
     hostile = suite_file(tmp_path, "os:system")
     result = CliRunner().invoke(app, ["eval", "demo-scope", "--suite", str(hostile)])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "lmms_eval.tasks" in result.output
