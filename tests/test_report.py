@@ -316,8 +316,12 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
     models = {m["model"]: m for m in doc["models"]}
     assert models["demo-scope"]["reference"] == "demo-baseline-all"
     assert models["demo-scope@blind"]["reference"] is None and models["demo-baseline-all@all/blind"]["reference"] is None
-    assert models["demo-baseline-all@all/blind"]["expected_flops"] is not None
-    assert not models["demo-baseline-all@all/blind"]["pareto"] and models["demo-baseline-0"]["pareto"]
+    for m in ("demo-scope@blind", "demo-baseline-all@all/blind"):  # no costs: not what the blind run pays
+        assert models[m]["expected_flops"] is None and models[m]["params"] is None and not models[m]["pareto"]
+        assert all(m not in {r["model"] for r in doc[t]} for t in ("expected", "paths"))
+    assert models["demo-baseline-0"]["pareto"] and models["demo-scope"]["expected_flops"] is not None
+    blind_note = "blind runs (demo-scope@blind, demo-baseline-all@all/blind) are left out of compute"
+    assert any(n.startswith(blind_note) for n in doc["notes"])
     assert not any("no costs for demo-scope@blind" in n for n in doc["notes"])
     assert any("no vision gain for demo-baseline-all@all/blind" in n and "(demo-baseline-all@all)" in n
                for n in doc["notes"])

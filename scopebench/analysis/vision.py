@@ -1,7 +1,8 @@
 """Vision dependence (Cambrian-1, section 3.1: "Who's answering: LLM or MLLM?").
 
-A model evaluated twice, as itself and with vision disabled (``MODEL@blind``: every image replaced by a
-black one, same routes and compute), shows per benchmark how much of its score needs the image:
+A model evaluated twice, as itself and with vision disabled (``MODEL@blind``: the router reads the real
+image, every encoder feeding the LLM a black one, so the routes are the same), shows per benchmark how
+much of its score needs the image:
 gain = score - blind score. A benchmark with a small gain is answered from the text (the question
 and the LLM's priors) rather than from the image.
 

@@ -166,11 +166,15 @@ def build_report(
     keep = ["model", "benchmark", "category", "score", "source"]
     scores = pd.concat([f[keep] for f in (runs.scores, external) if f is not None and len(f)], ignore_index=True)
     agg = aggregate(scores, runs.suite)
-    models, expected = _costs(_model_rows(scores, runs.routes), scores, runs.routes, runs.costs, notes)
+    # runs with vision disabled are compared with their own model only: no costs, no baseline, no front
+    blind = blind_pairs(runs.policies, list(dict.fromkeys(runs.scores["model"])))
+    seeing, costs = (t[~t["model"].isin(blind)] for t in (runs.routes, runs.costs))
+    models, expected = _costs(_model_rows(scores, runs.routes), scores, seeing, costs, notes)
     models["overall"] = models["model"].map(agg.categories[OVERALL])
     models["complete"] = models["model"].map(lambda m: agg.is_complete(m, OVERALL))
-    # runs with vision disabled are compared with their own model only: never a baseline, never on the front
-    blind = blind_pairs(runs.policies, models.loc[models["source"] == "run", "model"].tolist())
+    if blind:
+        notes.append(f"blind runs ({', '.join(blind)}) are left out of compute, costs and the Pareto front: "
+                     "they route on the real image, then encode a black one (the shared encoder runs twice)")
     for m, twin in blind.items():
         if twin is None:
             notes.append(f"no vision gain for {m}: evaluate the same model with vision ({seeing_name(m)})")
@@ -181,8 +185,7 @@ def build_report(
         run = runs.scores.loc[runs.scores["model"] == m, "run"].iloc[0]
         if run in costed_runs and m not in set(expected["model"]):  # else a note above or for the run already
             notes.append(f"no costs for {m}: run `scopebench flops {m} --output {run}`")
-    seeing = runs.routes[~runs.routes["model"].isin(blind)]
-    refs = _references(models[~is_blind], seeing, runs.costs[~runs.costs["model"].isin(blind)], reference)
+    refs = _references(models[~is_blind], seeing, costs, reference)
     for m in routed_models(seeing):
         if m not in refs and reference is None:
             pool = ", ".join(router_pool(runs.routes, m))
@@ -196,5 +199,5 @@ def build_report(
     categories = {b.name: b.category for b in runs.suite.benchmarks}
     roles, role_notes = encoder_roles(agg, seeing, runs.policies, categories, runs.trained_policies)
     vision = vision_gains(agg, runs.routes, blind, runs.suite, n_resamples, seed)
-    return Report(runs.suite, runs.dirs, agg, models, expected, _paths(runs.costs), routing, oracle, roles,
+    return Report(runs.suite, runs.dirs, agg, models, expected, _paths(costs), routing, oracle, roles,
                   vision, notes + role_notes)

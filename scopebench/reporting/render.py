@@ -229,8 +229,9 @@ def vision_section(report: Report) -> list[Section]:
         "Vision dependence",
         ["benchmark", *[c for m in models for c in (m, "blind", "gain")]],
         rows,
-        "blind = the same model with vision disabled (every image black; Cambrian-1's 'Who's answering: LLM or "
-        "MLLM?'); gain = score - blind score (points, 0-100), with a 95% paired-bootstrap interval where every "
+        "blind = the same model with vision disabled (same routes; every encoder feeding the LLM sees a black "
+        "image; Cambrian-1's 'Who's answering: LLM or MLLM?'); gain = score - blind score (points, 0-100), "
+        "with a 95% paired-bootstrap interval where every "
         f"benchmark of the row scores as a mean of its stored per-sample scores; {pairs}",
         bold,
     )]
