@@ -3,6 +3,7 @@ the stage that does the work, importing torch / lmms-eval only when they run."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -25,19 +26,32 @@ demo_app = typer.Typer(help="Build the offline demo: the cambrian16-mini suite a
 app.add_typer(demo_app, name="demo")
 
 
+OS_HINTS = {  # errno -> the fix, for a file system error on a path the user gave
+    errno.EROFS: "the file system is read-only; choose an --output on a writable disk",
+    errno.ENOSPC: "the disk is full; free space (finished parts are kept) or choose another --output",
+    errno.EACCES: "permission denied; pass a path scopebench can write",
+    errno.EPERM: "permission denied; pass a path scopebench can write",
+    errno.EEXIST: "a file is in the way; pass a directory where one is expected",
+    errno.ENOTDIR: "a file is in the way; pass a directory where one is expected",
+    errno.EISDIR: "that is a directory; pass a file path",
+}
+
+
 def user_errors(fn):
-    """Turn a ScopebenchError, or a file system error on a path the user gave (an output path that is a
-    file, a read-only folder), into one red line on stderr and exit code 2."""
+    """Turn a ScopebenchError, or a file system error on a path (a read-only or full disk, an output path
+    that is a file), into one red line on stderr and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ScopebenchError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        except (ScopebenchError, OSError) as err:
+            if isinstance(err, OSError) and (err.errno not in OS_HINTS or err.filename is None):
+                raise
             from rich.console import Console
 
             message = str(err) if isinstance(err, ScopebenchError) else (
-                f"{err.filename}: {err.strerror}; pass a path scopebench can write (a directory where one is expected)")
+                f"{err.filename}: {err.strerror}; {OS_HINTS[err.errno]}")
             Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
@@ -88,6 +102,8 @@ def eval_(
     device: Device = "cpu",
     output: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<suite>).")] = None,
     judge: Annotated[bool, typer.Option(help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the results of another model of the same name in --output.")] = False,
     json_out: Json = False,
 ) -> None:
     """Evaluate models on a benchmark suite through lmms-eval; write scores and routing traces."""
@@ -97,7 +113,7 @@ def eval_(
         raise ScopebenchError("--tasks is empty; give comma-separated benchmark names or task ids, or leave it out for all")
     run_eval(
         models=model or [], suite=suite, tasks=tasks.split(",") if tasks else None, limit=limit,
-        batch_size=batch_size, device=device, output=output, judge=judge, json_out=json_out,
+        batch_size=batch_size, device=device, output=output, judge=judge, json_out=json_out, overwrite=overwrite,
     )
 
 

@@ -13,9 +13,13 @@ Parquet or CSV; they are written as Parquet, atomically (temp file + rename).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,40 +49,89 @@ COSTS_COLUMNS = [
 TABLES = {"scores": SCORES_COLUMNS, "routes": ROUTES_COLUMNS, "costs": COSTS_COLUMNS}
 
 
+TMP_SUFFIX = ".tmp"  # atomic writes go through ".NAME.XXXX.tmp" beside the target; a kill can leave one
+LOCK_FILE = ".lock"
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give: 0666 less the umask (mkstemp's 0600 would hide a
+    shared run directory from a teammate)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader never sees a half-written file."""
+    """Write ``data`` to ``path`` so that a reader never sees a half-written file: a temp file beside it,
+    fsynced, renamed over it, and the folder fsynced so the rename survives a power cut."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def remove_stale_temp_files(folder: Path) -> None:
+    """Delete temp files a killed write left in ``folder``; call it holding the folder's lock."""
+    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+
+
+@functools.cache
+def _lock(path: str):
+    from filelock import FileLock
+
+    return FileLock(path)  # one object per folder, so a nested `locked` in this process re-enters it
+
+
+@contextlib.contextmanager
+def locked(folder: Path, name: str = LOCK_FILE, wait: bool = True):
+    """Hold ``folder``'s write lock (the filelock ``folder/NAME``); say so when another process holds it and
+    wait for it, or with ``wait=False`` yield False at once instead (True when held)."""
+    from filelock import Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = _lock(str((folder / name).resolve()))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            yield False
+            return
+        print(f"waiting for {folder}: another scopebench process is writing it", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 def write_table(df: pd.DataFrame, path: Path) -> None:
     """Write a table atomically as Parquet (or CSV when ``path`` ends in .csv)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.suffix == ".csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    if Path(path).suffix == ".csv":
+        df.to_csv(buf, index=False)
+    else:
+        df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def conform(df: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -94,8 +147,9 @@ def conform(df: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def read_table(path: Path, name: str) -> pd.DataFrame:
     """Read one table file, checking it has the schema's columns."""
-    try:
-        df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    try:  # read the bytes through one open file: a concurrent atomic replace cannot cut the read
+        data = io.BytesIO(Path(path).read_bytes())
+        df = pd.read_csv(data) if path.suffix == ".csv" else pd.read_parquet(data)
     except FileNotFoundError:
         raise ScopebenchError(f"{path}: file not found") from None
     except Exception as err:  # pyarrow / pandas parse errors
@@ -171,16 +225,26 @@ def save_table(run_dir: Path, name: str, df: pd.DataFrame) -> Path:
 
 
 def merge_rows(run_dir: Path, name: str, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Insert or replace rows of table ``name`` identified by ``keys``; write atomically; return the table."""
-    old = load_table(run_dir, name, required=False)
-    if len(old) and len(new):
-        idx = pd.MultiIndex.from_frame(new[keys].astype(str))
-        keep = ~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(idx)
-        old = old[keep]
-    frames = [f for f in (old, new) if len(f)]
-    df = pd.concat(frames, ignore_index=True) if frames else new
-    save_table(run_dir, name, df)
+    """Insert or replace rows of table ``name`` identified by ``keys``, under the run's lock; return the table."""
+    with locked(run_dir):
+        old = load_table(run_dir, name, required=False)
+        if len(old) and len(new):
+            idx = pd.MultiIndex.from_frame(new[keys].astype(str))
+            keep = ~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(idx)
+            old = old[keep]
+        frames = [f for f in (old, new) if len(f)]
+        df = pd.concat(frames, ignore_index=True) if frames else new
+        save_table(run_dir, name, df)
     return conform(df, name)
+
+
+def drop_rows(run_dir: Path, name: str, model: str, benchmarks: set[str]) -> None:
+    """Remove a model's rows for ``benchmarks`` from table ``name`` (before its parts are re-run)."""
+    with locked(run_dir):
+        old = load_table(run_dir, name, required=False)
+        drop = (old["model"].astype(str) == model) & old["benchmark"].astype(str).isin(benchmarks)
+        if drop.any():
+            save_table(run_dir, name, old[~drop])
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -203,6 +267,18 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_text(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def update_manifest(run_dir: Path, fields: dict[str, Any], models: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Read, update and write the manifest under the run's lock, so that concurrent writers keep each other's
+    models: ``fields`` replace top-level keys, ``models`` entries are merged into ``manifest["models"]``."""
+    with locked(run_dir):
+        manifest = read_manifest(run_dir)
+        manifest.update(fields)
+        for name, entry in (models or {}).items():
+            manifest.setdefault("models", {}).setdefault(name, {}).update(entry)
+        write_manifest(run_dir, manifest)
+    return manifest
 
 
 def environment() -> dict[str, Any]:

@@ -9,6 +9,7 @@ which also lets an interrupted run resume without recomputing answered requests.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -21,23 +22,78 @@ import torch
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 
+FINGERPRINT = "scope2"  # "scope" fingerprints (earlier scopebench) hashed only the first 4 MiB of weights
 
-def model_fingerprint(ref: str, policy: str | None = None) -> str:
-    """A stable id for a model: its reference, policy and a hash of config + weights head."""
-    from scopebench.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+def model_fingerprint(ref: str, policy: str | None = None, dtype: str = "float32") -> str:
+    """A stable id for a model as it runs: ``scope2|NAME|POLICY|HASH``, HASH over its config, the dtype it runs
+    in and every byte of its checkpoint folder (weights, shards, tokenizer)."""
     from scopebench.models.registry import inference_policy, resolve
 
     _, cfg, folder = resolve(ref)
     policy = policy or inference_policy(ref)[1]
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    h.update(dtype.encode())
     if folder is not None:
-        weights = folder / WEIGHTS_FILE
-        h.update((folder / CONFIG_FILE).read_bytes())
-        if weights.exists():
-            h.update(str(weights.stat().st_size).encode())
-            with open(weights, "rb") as f:
-                h.update(f.read(4 << 20))
-    return f"scope|{cfg.name}|{policy or cfg.policy}|{h.hexdigest()[:16]}"
+        h.update(folder_digest(folder).encode())
+    return f"{FINGERPRINT}|{cfg.name}|{policy or cfg.policy}|{h.hexdigest()[:16]}"
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over the names and full contents of a checkpoint folder's files (hidden files left out)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")):
+        stat = path.stat()
+        h.update(f"{path.relative_to(folder)}\0{_file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}"
+                 .encode())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, streamed in 8 MiB chunks (keyed on size and mtime: computed once per process)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def read_traces(folder: Path) -> list[dict]:
+    """The well-formed records of a part's traces (``trace.rank*.jsonl``). A line that is cut, not UTF-8, or
+    JSON of another shape is left out: its request is answered again."""
+    out = []
+    for path in sorted(Path(folder).glob("trace.rank*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            try:
+                rec = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if _well_formed(rec):
+                out.append(rec)
+    return out
+
+
+def _well_formed(rec) -> bool:
+    """A trace record as `ScopeLMM` writes it: keys and route as strings, an integer doc id, an answer."""
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("key", "fingerprint", "task")):
+        return False
+    answer, probs, eranks = rec.get("answer"), rec.get("probs"), rec.get("eranks", {})
+    return (isinstance(rec.get("doc_id"), int) and not isinstance(rec["doc_id"], bool)
+            and isinstance(rec.get("route"), str) and rec["route"].startswith("shared")
+            and isinstance(rec.get("encoder", ""), str)
+            and (isinstance(answer, str) or (isinstance(answer, list) and len(answer) == 2 and number(answer[0])))
+            and (probs is None or (isinstance(probs, dict) and all(map(number, probs.values()))))
+            and isinstance(eranks, dict) and all(map(number, eranks.values())))
 
 
 def images_to_tensor(visuals: list, size: int) -> torch.Tensor:
@@ -76,12 +132,14 @@ class ScopeLMM(lmms):
             self.model = self.model.to(getattr(torch, dtype))
         self.batch_size = int(batch_size)
         self.max_new_tokens = max_new_tokens
-        self.fingerprint = model_fingerprint(pretrained, policy)
+        self.fingerprint = model_fingerprint(pretrained, policy, dtype)
         sizes = [self.model.shared.image_size, *(e.image_size for e in self.model.routed.values())]
         self.canvas = self.model.cfg.image_size or max(sizes)
-        self.trace_path = Path(trace_dir) / f"trace.rank{self.rank}.jsonl" if trace_dir else None
-        self.done = self._read_trace()
+        self.trace_path: Path | None = None
+        self.done: dict[str, dict] = {}
         self.on_batch: Callable[[int, int], None] | None = None  # (done in batch, total requests)
+        if trace_dir:
+            self.begin_task(Path(trace_dir))
         self.model_seconds = 0.0  # time spent inside the model (the rest is lmms-eval and data handling)
 
     def __str__(self) -> str:  # lmms-eval keys its response cache on str(model)
@@ -96,27 +154,21 @@ class ScopeLMM(lmms):
     def _key(task: str, doc_id: int, kind: str, text: str) -> str:
         return f"{task}|{doc_id}|{kind}|{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
-    def _read_trace(self) -> dict[str, dict]:
-        """Answers already logged by an earlier (interrupted) run of this process slot."""
-        done: dict[str, dict] = {}
-        if self.trace_path is None or not self.trace_path.exists():
-            return done
-        for line in self.trace_path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill: ignore it, it is recomputed
-                continue
-            if rec.get("fingerprint") == self.fingerprint:
-                done[rec["key"]] = rec
-        return done
+    def begin_task(self, part: Path, on_batch: Callable[[int, int], None] | None = None) -> None:
+        """Log this task's answers to ``part/trace.rank{rank}.jsonl`` and reuse the answers this model already
+        logged in the part (by any process slot of an earlier, interrupted run)."""
+        self.trace_path = Path(part) / f"trace.rank{self.rank}.jsonl"
+        self.done = {r["key"]: r for r in read_traces(part) if r["fingerprint"] == self.fingerprint}
+        self.on_batch = on_batch
 
     def _log(self, records: list[dict]) -> None:
         if self.trace_path is None:
             return
         self.trace_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.trace_path, "a") as f:
-            for rec in records:
-                f.write(json.dumps(rec) + "\n")
+        with open(self.trace_path, "ab") as f:
+            if f.tell() and _last_byte(self.trace_path) != b"\n":  # a line cut by a kill or a full disk
+                f.write(b"\n")  # ends there, so it cannot swallow the next record
+            f.write("".join(json.dumps(rec) + "\n" for rec in records).encode())
             f.flush()
             os.fsync(f.fileno())
 

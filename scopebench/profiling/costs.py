@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from scopebench.profiling.components import DECODE_PER_TOKEN
-from scopebench.tables import conform, load_table, save_table
+from scopebench.tables import conform, load_table, locked, save_table
 
 TOTAL = "total"
 STATIC_KINDS = ("path", "reference", "expected")
@@ -42,13 +42,15 @@ def flops_rows(result: dict) -> pd.DataFrame:
 
 
 def _replace(run_dir: Path, model: str, kinds: tuple[str, ...], new: pd.DataFrame, keep=None) -> None:
-    """Drop the model's rows of ``kinds`` (those matching ``keep`` survive) and append ``new``; atomic."""
-    old = conform(load_table(run_dir, "costs", required=False), "costs")
-    drop = (old["model"] == model) & old["kind"].isin(kinds)
-    if keep is not None:
-        drop &= ~keep(old)
-    frames = [f for f in (old[~drop], new) if len(f)]
-    save_table(run_dir, "costs", pd.concat(frames, ignore_index=True) if frames else new)
+    """Drop the model's rows of ``kinds`` (those matching ``keep`` survive) and append ``new``; atomic, under
+    the run's lock."""
+    with locked(run_dir):
+        old = conform(load_table(run_dir, "costs", required=False), "costs")
+        drop = (old["model"] == model) & old["kind"].isin(kinds)
+        if keep is not None:
+            drop &= ~keep(old)
+        frames = [f for f in (old[~drop], new) if len(f)]
+        save_table(run_dir, "costs", pd.concat(frames, ignore_index=True) if frames else new)
 
 
 def write_flops(run_dir: Path, result: dict) -> pd.DataFrame:
