@@ -239,6 +239,13 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
     write_manifest(other, {"suite": str(suite)})
     _one_line_error(invoke(run_dir, other), "suite 'tiny' differs from suite 'cambrian16'")
 
+    mini = make_run(tmp_path / "mini", n_docs=3, suite="cambrian16-mini")  # labelled as the full suite
+    write_manifest(mini, {"suite": "cambrian16"})
+    _one_line_error(invoke(mini), str(mini / "manifest.json"), "field 'suite' is 'cambrian16' but",
+                    "column 'suite' says 'cambrian16-mini'")
+    save_table(mini, "scores", load_table(mini, "scores").assign(suite="cambrian16"))
+    _one_line_error(invoke(mini), str(mini / "scores.parquet"), "column 'task': 'c16mini_mme' is not")
+
     cases = {
         "model,bench,score\nx,GQA,50\n": "missing column 'benchmark'",
         "model,benchmark,score\nx,NotABench,50\n": "line 2: column 'benchmark': unknown benchmark or task 'NotABench'",

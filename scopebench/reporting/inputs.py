@@ -40,6 +40,20 @@ def _suite_of(run_dir: Path, manifest: dict, scores: pd.DataFrame) -> str:
     return found[0]
 
 
+def _same_suite(run_dir: Path, suite: Suite, scores: pd.DataFrame) -> None:
+    """Refuse a scores table whose rows were made with another suite than ``suite`` (the manifest's)."""
+    where = table_path(run_dir, "scores")
+    other = sorted(set(scores["suite"].dropna().astype(str)) - {suite.name})
+    if other:
+        raise ScopebenchError(f"{run_dir / 'manifest.json'}: field 'suite' is '{suite.name}' but {where} "
+                              f"column 'suite' says '{other[0]}'; set manifest.json's suite to the run's")
+    for bench, task in scores[["benchmark", "task"]].dropna().drop_duplicates().itertuples(index=False):
+        b = suite.benchmark(bench)
+        if str(task) not in (b.task, b.judge_task):
+            raise ScopebenchError(f"{where}: column 'task': '{task}' is not a task of {b.name} in suite "
+                                  f"'{suite.name}' ({b.task}); report the run under the suite it used")
+
+
 def _policies(manifest: dict) -> tuple[dict[str, str], dict[str, str]]:
     """Model -> the policy it ran with (from its fingerprint ``scope|name|policy|hash``), and -> its
     checkpoint's own policy (``trained_policy``), for the models a run's manifest lists."""
@@ -93,6 +107,8 @@ def load_runs(run_dirs: list[Path]) -> Runs:
             raise ScopebenchError(
                 f"{rb}: suite '{b}' differs from suite '{a}' of {ra}; report runs of one suite together"
             )
+        scores = suite.with_benchmark_names(scores, table_path(run, "scores"))
+        _same_suite(run, suite, scores)
         routes = load_table(run, "routes")
         costs = load_table(run, "costs", required=False)
         ran, own = _policies(manifest)
@@ -100,7 +116,7 @@ def load_runs(run_dirs: list[Path]) -> Runs:
         trained.update(own)
         if costs.empty:
             notes.append(f"{run}: no costs: run `scopebench flops MODEL --output {run}`")
-        frames["scores"].append(suite.with_benchmark_names(scores, table_path(run, "scores")).assign(run=str(run)))
+        frames["scores"].append(scores.assign(run=str(run)))
         frames["routes"].append(suite.with_benchmark_names(routes, table_path(run, "routes")).assign(run=str(run)))
         if len(costs):
             costs = suite.with_benchmark_names(costs, table_path(run, "costs"))
