@@ -16,7 +16,9 @@ to use when the API judge is enabled), ``sample_judge`` (``module:function``, th
 function that judges a list of per-sample metric values, applied to each sample alone to get
 per-sample scores where the stored value is not one, e.g. SEED's ``seed_aggregation_result``;
 only a module of ``lmms_eval.tasks`` or a module file in ``task_dir``, e.g. ``utils:f`` for
-``task_dir/utils.py``) and ``note`` (shown in reports, e.g. "rule-based answer extraction").
+``task_dir/utils.py``), ``doc_group`` (documents scored together: 2 for MME, whose two questions per
+image are scored as a pair; a ``--limit`` is rounded up to whole groups) and ``note`` (shown in reports,
+e.g. "rule-based answer extraction").
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Benchmark:
     judge_task: str | None = None
     sample_judge: str | None = None
     note: str = ""
+    doc_group: int = 1
     judge_fn: Callable | None = field(default=None, compare=False, repr=False)  # sample_judge, once loaded
 
     def judge_sample(self, value):
@@ -65,6 +68,10 @@ class Benchmark:
     def to_percent(self, value: float) -> float:
         """lmms-eval metric value -> 0-100."""
         return float(value) * self.scale
+
+    def whole_groups(self, limit: int | None) -> int | None:
+        """``--limit`` rounded up to whole document groups (MME's question pairs)."""
+        return None if limit is None else -(-limit // self.doc_group) * self.doc_group
 
     def native_to_percent(self, value: float) -> float:
         """Score on the benchmark's published scale (e.g. MME-P out of 2000) -> 0-100."""
@@ -206,6 +213,9 @@ def load_suite(name_or_path: str | Path, judges: bool = False) -> Suite:
         for num in ("scale", "native_max"):
             if num in item and not (isinstance(item[num], int | float) and item[num] > 0):
                 raise ScopebenchError(f"{where}.{num} must be a positive number, got {item[num]!r}")
+        group = item.get("doc_group", 1)
+        if not (isinstance(group, int) and not isinstance(group, bool) and group >= 1):
+            raise ScopebenchError(f"{where}.doc_group must be a whole number, 1 or more, got {group!r}")
         bench = Benchmark(**item)
         benchmarks.append(_load_judge(bench, task_dir, where) if judges and bench.sample_judge else bench)
     names = [b.name for b in benchmarks]

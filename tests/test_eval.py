@@ -178,6 +178,19 @@ def test_missing_dataset_offline_fails_fast():
     assert result.exit_code == 2
     assert "task 'gqa': dataset 'lmms-lab" in result.output and "HF_HUB_OFFLINE" in result.output
     assert time.perf_counter() - start < 30
+    command = result.output.split("run `")[1].split()[0]  # the download command it names is installed
+    assert command == "hf" and (Path(sys.executable).parent / command).exists()
+
+
+def test_limit_keeps_mme_question_pairs_whole(tmp_path):
+    result = _eval("demo-baseline-0", "--tasks", "MME-P", "--limit", "3", "--output", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "--limit 3 rounded up for MME-P to 4 (it scores 2 questions per image together)" in result.output
+    samples = [json.loads(line) for line in
+               (tmp_path / "parts/demo-baseline-0/c16mini_mme/lmms_eval_samples.jsonl").read_text().splitlines()]
+    images = [s["doc"]["question_id"] for s in samples]
+    assert len(images) == 4 and all(images.count(i) == 2 for i in images)
+    assert pd.read_parquet(tmp_path / "scores.parquet")["n"].tolist() == [4]
 
 
 @pytest.mark.parametrize("suite", ["cambrian16", "scope-ocr", "cambrian16-mini"])

@@ -121,6 +121,18 @@ def dataset_is_cached(repo: str) -> bool:
     return False
 
 
+def download_command() -> str:
+    """The installed huggingface_hub's download command: `hf download` since 0.34, `huggingface-cli` before."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    try:
+        return "hf download" if Version(version("huggingface_hub")) >= Version("0.34") else "huggingface-cli download"
+    except PackageNotFoundError:
+        return "hf download"
+
+
 def check_dataset(task: str, config: dict) -> None:
     """Fail fast when a task's data is neither local, cached, nor downloadable."""
     path = str(config.get("dataset_path", ""))
@@ -139,6 +151,6 @@ def check_dataset(task: str, config: dict) -> None:
     if not hub_reachable():
         raise ScopebenchError(
             f"task '{task}': dataset '{path}' is not in the local Hugging Face cache ({_hf_home()}) and the hub is "
-            f"unreachable; on a connected machine run `huggingface-cli download --repo-type dataset {path}` "
+            f"unreachable; on a connected machine run `{download_command()} --repo-type dataset {path}` "
             f"(or one `scopebench eval` of the task) and copy the cache here, then run with HF_HUB_OFFLINE=1"
         )

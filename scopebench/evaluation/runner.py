@@ -295,8 +295,12 @@ def run_eval(
             with locked(part, PART_LOCK.format(rank=0), wait=False) as free:
                 if free:
                     remove_stale_temp_files(part)
-    plan = {(r, b.name): part_settings(fingerprints[names[r]], task_of[b.name], limit, batch_size, device, dtype)
-            for r in refs for b in benches}
+    plan = {(r, b.name): part_settings(fingerprints[names[r]], task_of[b.name], b.whole_groups(limit), batch_size,
+                                       device, dtype) for r in refs for b in benches}
+    rounded = [f"{b.name} to {b.whole_groups(limit)} (it scores {b.doc_group} questions per image together)"
+               for b in benches if b.whole_groups(limit) != limit]
+    if rounded and rank == 0 and not json_out:
+        print(f"--limit {limit} rounded up for {'; '.join(rounded)}", file=sys.stderr)
     todo, reused, stale = [], 0, {}
     for r in refs:
         for b in benches:
