@@ -8,6 +8,7 @@ import torch
 
 from scopebench.config import LLMConfig, ModelConfig
 from scopebench.errors import ScopebenchError
+from scopebench.models.encoders import check_config_file, check_transformers_config
 
 
 def llm_config(cfg: LLMConfig):
@@ -17,7 +18,9 @@ def llm_config(cfg: LLMConfig):
     from scopebench.hub import hub_config
 
     spec = cfg.spec.removeprefix("hf:")
+    remote = frozenset({"auto_map"}) if cfg.trust_remote_code else frozenset()  # build_model gates that
     if cfg.config is not None:
+        check_transformers_config(cfg.config, f"llm '{cfg.spec}': llm.config", remote)
         data = dict(cfg.config)
         model_type = data.pop("model_type", None)
         if model_type not in CONFIG_MAPPING:
@@ -27,6 +30,8 @@ def llm_config(cfg: LLMConfig):
         except Exception as err:  # transformers validates the fields: a wrong type or value
             raise ScopebenchError(f"llm '{cfg.spec}': llm.config is not a valid {model_type} config: "
                                   f"{str(err).strip().splitlines()[0][:200]}; fix that field") from None
+    if (Path(spec).expanduser() / "config.json").is_file():  # a local folder: transformers reads that file
+        check_config_file(Path(spec).expanduser(), remote)
     try:
         return hub_config(spec, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):
@@ -45,6 +50,9 @@ def build_llm(cfg: LLMConfig):
         path = Path(cfg.pretrained).expanduser()
         if not path.is_dir():
             raise ScopebenchError(f"llm '{cfg.spec}': pretrained folder {path} not found")
+        if not any(path.glob("*.safetensors")):
+            raise ScopebenchError(f"llm '{cfg.spec}': no .safetensors weights in {path}; "
+                                  "only safetensors are loaded")
         return AutoModelForCausalLM.from_pretrained(
             path, config=hf, use_safetensors=True, trust_remote_code=cfg.trust_remote_code
         )
