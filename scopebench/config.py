@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scopebench.errors import ScopebenchError
-from scopebench.models.encoders import EncoderConfig
+from scopebench.models.encoders import SOURCES, EncoderConfig, check_overrides, check_transformers_config
 from scopebench.models.router import RouterConfig
 
 POLICY_KINDS = ("shared_only", "fixed", "all", "router", "router_topk", "token_moe", "random")
@@ -187,8 +189,10 @@ def _type_name(hint: Any) -> str:
     return " or ".join("null" if n == "NoneType" else f"{'an' if n == 'int' else 'a'} {n}" for n in names)
 
 
-def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
-    """Validate a config mapping (from YAML / JSON) into a ModelConfig; ``where`` names the file."""
+def config_from_dict(data: dict[str, Any], where: str, base: Path | None = None) -> ModelConfig:
+    """Validate a config mapping (from YAML / JSON) into a ModelConfig; ``where`` names the file.
+
+    ``base``: the folder of that file; the config's local paths are resolved against it (and must exist)."""
     if not isinstance(data, dict):
         raise ScopebenchError(f"{where}: the model config must be a mapping")
     data = dict(data)
@@ -215,4 +219,39 @@ def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
     cfg.parsed_policy(f"{where}: policy")
     for variant, policy in cfg.variants.items():
         Policy.parse(policy, cfg.routed_names, where=f"{where}: variants.{variant}")
+    remote = frozenset({"auto_map"}) if cfg.llm.trust_remote_code else frozenset()  # build_model gates it
+    check_transformers_config(cfg.llm.config, f"{where}: llm.config", allow=remote)
+    for name, enc in _encoders(cfg).items():
+        if enc.source in SOURCES:
+            check_overrides(enc.source, enc.overrides, f"{where}: {name}.overrides")
+        check_transformers_config(enc.config, f"{where}: {name}.config")
+    if base is not None:
+        _resolve_paths(cfg, Path(base), where)
     return cfg
+
+
+def _encoders(cfg: ModelConfig) -> dict[str, EncoderConfig]:
+    return {"shared": cfg.shared, **{f"routed.{k}": v for k, v in cfg.routed.items()}}
+
+
+def _resolve_paths(cfg: ModelConfig, base: Path, where: str) -> None:
+    """Make the local paths a config reads (``hf:`` folders, ``pretrained:``) absolute against ``base``."""
+    for name, section in {"llm": cfg.llm, **_encoders(cfg)}.items():
+        source, _, local = section.spec.partition(":")
+        if source == "hf" and section.config is None and local and (
+                local.startswith((".", "/", "~")) or (base / local).exists()):  # else a hub id
+            section.spec = f"hf:{_local_path(base, local, f'{where}: {name}.spec', folder=True)}"
+        if section.pretrained is not None and (name == "llm" or section.pretrained != "hub"):
+            section.pretrained = str(_local_path(base, section.pretrained, f"{where}: {name}.pretrained",
+                                                 folder=name == "llm"))
+
+
+def _local_path(base: Path, value: str, where: str, folder: bool = False) -> Path:
+    path = (base / Path(value).expanduser()).resolve()
+    if not path.exists():
+        raise ScopebenchError(f"{where}: {path} not found (relative paths start at the config's folder)")
+    if folder and not path.is_dir():
+        raise ScopebenchError(f"{where}: {path} is not a folder")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise ScopebenchError(f"{where}: {path} cannot be read; fix its permissions")
+    return path

@@ -55,7 +55,7 @@ def read_config(folder: Path) -> ModelConfig:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ScopebenchError(f"{path}: not valid JSON (line {err.lineno}); restore the file from the checkpoint") from None
-    return config_from_dict(data, str(path))
+    return config_from_dict(data, str(path), base=Path(folder))
 
 
 def load_checkpoint(folder: Path, device: str = "cpu", trust_remote_code: bool = False):
@@ -74,7 +74,10 @@ def load_checkpoint(folder: Path, device: str = "cpu", trust_remote_code: bool =
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise ScopebenchError(f"{weights}: corrupt safetensors file ({err}); re-download or re-save the checkpoint") from None
-    model = build_model(cfg, tokenizer=_load_tokenizer(folder), trust_remote_code=trust_remote_code)
+    tokenizer = _load_tokenizer(folder)
+    model = build_model(cfg, tokenizer=tokenizer, trust_remote_code=trust_remote_code)
+    if tokenizer is not None:
+        _check_vocab(tokenizer, model.llm.get_input_embeddings().num_embeddings, folder)
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
@@ -104,11 +107,30 @@ def _load_tokenizer(folder: Path):
         return None
     from transformers import AutoTokenizer
 
+    path = folder / "tokenizer.json"
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, ValueError):
+            raise ScopebenchError(f"{path}: not valid JSON; re-save the checkpoint") from None
+        if not isinstance(data, dict):
+            raise ScopebenchError(f"{path}: holds a JSON {type(data).__name__}, not a tokenizer object; "
+                                  "re-save the checkpoint with its tokenizer")
     try:
         return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        if not (folder / "tokenizer.json").exists():
-            raise ScopebenchError(f"{folder / 'tokenizer.json'}: missing, and the other tokenizer files cannot be "
+    except Exception as err:  # malformed tokenizer files raise KeyError, TypeError, AttributeError, ...
+        if not path.exists():
+            raise ScopebenchError(f"{path}: missing, and the other tokenizer files cannot be "
                                   "read without it; re-save the checkpoint with its tokenizer") from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-        raise ScopebenchError(f"{folder}: tokenizer files cannot be read ({first}); re-save the checkpoint") from None
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ScopebenchError(f"{folder}: tokenizer files cannot be read ({type(err).__name__}: {first}); "
+                              "re-save the checkpoint") from None
+
+
+def _check_vocab(tokenizer, rows: int, folder: Path) -> None:
+    """Refuse a tokenizer whose ids run past the LLM's embedding table (the first prompt would fail)."""
+    size = max([*tokenizer.get_vocab().values(), len(tokenizer) - 1]) + 1
+    if size > rows:
+        raise ScopebenchError(f"{folder / 'tokenizer.json'}: the tokenizer has {size} token ids but the "
+                              f"LLM's embedding table has {rows} (llm.config.vocab_size); "
+                              "use the tokenizer the LLM was trained with")

@@ -41,7 +41,7 @@ def load_preset(name: str) -> ModelConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ScopebenchError(f"{path}: not valid YAML ({err.__class__.__name__}); fix the file") from None
-    return config_from_dict(data, str(path))
+    return config_from_dict(data, str(path), base=path.parent)
 
 
 def with_policy(cfg: ModelConfig, variant: str) -> ModelConfig:
