@@ -135,12 +135,13 @@ def test_weights_in_pickles_are_refused(evil, no_unpickling, checkpoint, tmp_pat
     assert not marker.exists() and no_unpickling == []
 
 
-@pytest.mark.parametrize("key, value", [("auto_map", {"AutoModelForCausalLM": "evil.Model"}),
-                                        ("attn_implementation", "kernels-community/evil"),
-                                        ("quantization_config", {"quant_method": "bitsandbytes"})])
-def test_inline_transformers_config_loads_no_code(key, value, checkpoint):
+@pytest.mark.parametrize("key, value, why", [
+    ("auto_map", {"AutoModelForCausalLM": "evil.Model"}, "load code or files"),
+    ("attn_implementation", "kernels-community/evil", "names a kernel transformers would load as code"),
+    ("quantization_config", {"quant_method": "bitsandbytes"}, "load code or files")])
+def test_inline_transformers_config_loads_no_code(key, value, why, checkpoint):
     ckpt = checkpoint(lambda d: d["llm"]["config"].update({key: value}))
-    _one_line(_flops(ckpt), "llm.config", f"'{key}'", "load code or files")
+    _one_line(_flops(ckpt), "llm.config", f"'{key}'", why)
     ckpt = checkpoint(lambda d: d["routed"]["hfclip"]["config"].update({key: d["llm"]["config"].pop(key)}))
     _one_line(_flops(ckpt), "routed.hfclip.config", f"'{key}'")
 
@@ -160,6 +161,17 @@ def test_local_config_json_loads_no_code(checkpoint, tmp_path):
     (folder / "config.json").write_text(json.dumps({**data, "attn_implementation": "kernels-community/evil"}))
     ckpt = checkpoint(lambda d: d["routed"]["hfclip"].update(spec="hf:clip", config=None))
     _one_line(_flops(ckpt), f"{folder / 'config.json'}", "'attn_implementation'")
+
+
+def test_a_saved_config_json_with_its_metadata_still_loads(checkpoint, tmp_path):
+    """What transformers writes into a real config.json (its name, a built-in attention choice) is data."""
+    folder = _clip_folder(tmp_path / "ckpt" / "clip")
+    data = json.loads((folder / "config.json").read_text())
+    extra = {"_name_or_path": "openai/clip-vit-base-patch32", "attn_implementation": "sdpa"}
+    (folder / "config.json").write_text(json.dumps({**data, **extra}))
+    ckpt = checkpoint(lambda d: d["routed"]["hfclip"].update(spec="hf:clip", config=None))
+    result = _flops(ckpt)
+    assert result.exit_code == 0, result.output
 
 
 def test_allowed_override_keys_are_architecture_fields():
