@@ -22,7 +22,6 @@ Policies (``Policy.parse``): ``shared_only`` (Baseline-0), ``fixed:a,b`` (Baseli
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import types
 import typing
@@ -30,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scopebench.errors import ScopebenchError
-from scopebench.models.encoders import SOURCES, EncoderConfig, check_overrides, check_transformers_config
-from scopebench.models.router import RouterConfig
+from scopebench.errors import ScopebenchError, suggest
+from scopebench.models.allowlist import check_overrides, check_transformers_config
 
 POLICY_KINDS = ("shared_only", "fixed", "all", "router", "router_topk", "token_moe", "random")
 ROUTER_KINDS = ("router", "router_topk")
+SOURCES = ("timm", "open_clip", "hf")  # encoder libraries: SOURCE:NAME specs
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,7 @@ class Policy:
             raise ScopebenchError(f"{where}: write masking as '<policy>/mask:{base[5:]}', e.g. 'all/mask:{base[5:]}'")
         kind, _, arg = base.partition(":")
         if kind not in POLICY_KINDS:
-            close = difflib.get_close_matches(kind, [*POLICY_KINDS, "blind"], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = suggest(kind, [*POLICY_KINDS, "blind"])
             raise ScopebenchError(f"{where}: unknown policy '{text}'{hint}; choose from {', '.join(POLICY_KINDS)}, "
                                   "optionally followed by /mask:NAMES and /blind")
         masked = _names(mask, routed, where) if "/mask:" in text else ()
@@ -98,10 +96,45 @@ def _names(arg: str, routed: list[str], where: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in arg.split(",") if n.strip())
     for n in names:
         if n not in routed:
-            close = difflib.get_close_matches(n, routed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ScopebenchError(f"{where}: unknown encoder '{n}'{hint}; routed encoders: {', '.join(routed) or 'none'}")
+            raise ScopebenchError(f"{where}: unknown encoder '{n}'{suggest(n, routed)}; "
+                                  f"routed encoders: {', '.join(routed) or 'none'}")
     return tuple(n for n in routed if n in names)  # config order
+
+
+@dataclass
+class EncoderConfig:
+    """How to build one encoder. ``spec`` is ``SOURCE:NAME``; ``config`` is an inline transformers
+    config (for ``hf:`` ids that are neither local nor reachable); ``overrides`` go to the factory."""
+
+    spec: str
+    image_size: int | None = None
+    feature_layer: str = "last"  # "last" or "penultimate"
+    drop_cls: bool = True
+    pretrained: str | None = None  # local safetensors file / folder, or "hub"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+
+    @property
+    def source(self) -> str:
+        return self.spec.split(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.spec.split(":", 1)[1] if ":" in self.spec else ""
+
+
+@dataclass
+class RouterConfig:
+    """Router size and loss weights (dual entropy regularisation + load balancing)."""
+
+    dim: int = 256
+    heads: int = 4
+    dropout: float = 0.0
+    batch_entropy_weight: float = 0.1  # maximise H(mean_b p_b): dataset-level load balance
+    sample_entropy_weight: float = 0.05  # minimise mean_b H(p_b): instance-level confidence
+    load_balance_weight: float = 0.01  # Switch-style auxiliary loss
+    train_mode: str = "straight_through"  # or "soft"
+    temperature: float = 1.0
 
 
 @dataclass
@@ -145,20 +178,29 @@ class ModelConfig:
 _SECTIONS = {"llm": LLMConfig, "shared": EncoderConfig, "router": RouterConfig}
 
 
+def required_fields(cls) -> list[str]:
+    """The fields of dataclass ``cls`` that have no default."""
+    return [f.name for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+def check_fields(cls, data: dict[str, Any], where: str, exclude: frozenset[str] = frozenset()) -> None:
+    """Refuse a mapping with a field dataclass ``cls`` lacks (with a did-you-mean) or without one it requires;
+    ``exclude``: fields of ``cls`` a file may not set."""
+    fields = sorted(f.name for f in dataclasses.fields(cls) if f.name not in exclude)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ScopebenchError(f"{where}: unknown field '{unknown[0]}'{suggest(unknown[0], fields)}; "
+                              f"allowed: {', '.join(fields)}")
+    missing = [r for r in required_fields(cls) if r not in data]
+    if missing:
+        raise ScopebenchError(f"{where}: missing field '{missing[0]}'")
+
+
 def _build(cls, data: Any, where: str):
     if not isinstance(data, dict):
         raise ScopebenchError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(fields), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ScopebenchError(f"{where}: unknown field '{unknown[0]}'{hint}; allowed: {', '.join(sorted(fields))}")
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [r for r in required if r not in data]
-    if missing:
-        raise ScopebenchError(f"{where}: missing field '{missing[0]}'")
+    check_fields(cls, data, where)
     for name, hint in typing.get_type_hints(cls).items():
         if name in data and not _has_type(data[name], hint):
             raise ScopebenchError(f"{where}: field '{name}' must be {_type_name(hint)}, got {data[name]!r}")

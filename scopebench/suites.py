@@ -23,7 +23,6 @@ e.g. "rule-based answer extraction").
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -32,7 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from scopebench.errors import ScopebenchError
+from scopebench.config import check_fields, required_fields
+from scopebench.errors import ScopebenchError, suggest
 from scopebench.paths import tasks_dir
 
 CATEGORY_ORDER = ("General", "Knowledge", "OCR & Chart", "Vision-Centric")
@@ -93,7 +93,7 @@ class Suite:
                 return b
         known = [b.name for b in self.benchmarks] + [b.task for b in self.benchmarks]
         raise ScopebenchError(
-            f"unknown benchmark or task '{name_or_task}' in suite '{self.name}'{_suggest(name_or_task, known)}; "
+            f"unknown benchmark or task '{name_or_task}' in suite '{self.name}'{suggest(name_or_task, known)}; "
             f"choose from: {', '.join(f'{b.name} ({b.task})' for b in self.benchmarks)}"
         )
 
@@ -119,18 +119,13 @@ def _one_line(err: Exception) -> str:
     return f"{type(err).__name__}: {next(iter(str(err).splitlines()), '')[:300]}"
 
 
-def _suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def suite_files() -> dict[str, Path]:
     """Built-in suites by name."""
     return {p.stem: p for p in sorted((tasks_dir() / "suites").glob("*.yaml"))}
 
 
-_REQUIRED = ("name", "task", "category", "metric")
-_FIELDS = sorted(set(Benchmark.__dataclass_fields__) - {"judge_fn"})  # a suite file's benchmark fields
+_REQUIRED = required_fields(Benchmark)
+_LOADED = frozenset({"judge_fn"})  # Benchmark fields a suite file does not set
 JUDGE_PACKAGE = "lmms_eval.tasks."
 
 
@@ -183,7 +178,7 @@ def load_suite(name_or_path: str | Path, judges: bool = False) -> Suite:
         files = suite_files()
         if str(name_or_path) not in files:
             raise ScopebenchError(
-                f"unknown suite '{name_or_path}'{_suggest(str(name_or_path), list(files))}; "
+                f"unknown suite '{name_or_path}'{suggest(str(name_or_path), list(files))}; "
                 f"built-in suites: {', '.join(files)}; or pass a suite YAML file"
             )
         path = files[str(name_or_path)]
@@ -199,15 +194,10 @@ def load_suite(name_or_path: str | Path, judges: bool = False) -> Suite:
         where = f"{path}: benchmarks[{i}]"
         if not isinstance(item, dict):
             raise ScopebenchError(f"{where} must be a mapping with fields {', '.join(_REQUIRED)}")
-        missing = [k for k in _REQUIRED if not item.get(k)]
+        missing = [k for k in _REQUIRED if not item.get(k)]  # an empty one too
         if missing:
             raise ScopebenchError(f"{where} is missing field '{missing[0]}'")
-        unknown = sorted(set(item) - set(_FIELDS))
-        if unknown:
-            raise ScopebenchError(
-                f"{where} has unknown field '{unknown[0]}'{_suggest(unknown[0], _FIELDS)}; "
-                f"allowed: {', '.join(_FIELDS)}"
-            )
+        check_fields(Benchmark, item, where, exclude=_LOADED)
         if item.get("sample_judge") is not None:
             _check_judge(item["sample_judge"], task_dir, where)
         for num in ("scale", "native_max"):

@@ -185,7 +185,7 @@ def test_allowed_override_keys_are_architecture_fields():
     from transformers import CLIPVisionConfig, Dinov2Config, DINOv3ViTConfig, SiglipVisionConfig
     from transformers import Qwen2_5_VLVisionConfig as QwenVisionConfig
 
-    from scopebench.models.encoders import LOADING_KEYS, OVERRIDE_KEYS
+    from scopebench.models.allowlist import LOADING_KEYS, OVERRIDE_KEYS
 
     def args(*objs):
         return {p for o in objs for p in inspect.signature(o).parameters}

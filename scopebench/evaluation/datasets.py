@@ -8,7 +8,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from scopebench.errors import ScopebenchError
+from scopebench.errors import ScopebenchError, suggest
 from scopebench.hub import hub_reachable
 from scopebench.suites import Suite
 
@@ -36,13 +36,10 @@ def _task_folders() -> dict[str, Path]:
 
 def task_folder(task: str) -> Path:
     """The lmms-eval folder that defines ``task`` (ScopebenchError with a suggestion if none)."""
-    import difflib
-
     folders = _task_folders()
     if task not in folders:
-        close = difflib.get_close_matches(task, list(folders), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ScopebenchError(f"unknown lmms-eval task '{task}'{hint}; check the task id in the suite file")
+        raise ScopebenchError(f"unknown lmms-eval task '{task}'{suggest(task, folders)}; "
+                              "check the task id in the suite file")
     return folders[task]
 
 

@@ -8,7 +8,7 @@ import torch
 
 from scopebench.config import LLMConfig, ModelConfig
 from scopebench.errors import ScopebenchError
-from scopebench.models.encoders import check_config_file, check_transformers_config
+from scopebench.models.allowlist import check_config_file, check_transformers_config
 
 
 def llm_config(cfg: LLMConfig):

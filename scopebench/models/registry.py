@@ -14,14 +14,13 @@ A reference is one of
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from pathlib import Path
 
 import yaml
 
 from scopebench.config import ModelConfig, Policy, config_from_dict
-from scopebench.errors import ScopebenchError
+from scopebench.errors import ScopebenchError, suggest
 from scopebench.models.checkpoint import is_checkpoint, read_config
 from scopebench.paths import configs_dir, demo_checkpoints_dir
 
@@ -101,10 +100,8 @@ def resolve(ref: str, accepted: str = "a checkpoint folder, a demo model or a pr
     if path.exists():
         raise ScopebenchError(f"{path}: not a scopebench checkpoint (no scopebench.json inside)")
     known = list(demos) + list(presets)
-    close = difflib.get_close_matches(ref, known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise ScopebenchError(
-        f"unknown model '{ref}'{hint}; give {accepted} (see `scopebench models`)"
+        f"unknown model '{ref}'{suggest(ref, known)}; give {accepted} (see `scopebench models`)"
     )
 
 

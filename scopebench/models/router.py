@@ -10,25 +10,12 @@ straight-through top-1).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class RouterConfig:
-    """Router size and loss weights (dual entropy regularisation + load balancing)."""
-
-    dim: int = 256
-    heads: int = 4
-    dropout: float = 0.0
-    batch_entropy_weight: float = 0.1  # maximise H(mean_b p_b): dataset-level load balance
-    sample_entropy_weight: float = 0.05  # minimise mean_b H(p_b): instance-level confidence
-    load_balance_weight: float = 0.01  # Switch-style auxiliary loss
-    train_mode: str = "straight_through"  # or "soft"
-    temperature: float = 1.0
+from scopebench.config import RouterConfig
 
 
 class CrossAttentionRouter(nn.Module):
