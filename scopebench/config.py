@@ -22,6 +22,7 @@ Policies (``Policy.parse``): ``shared_only`` (Baseline-0), ``fixed:a,b`` (Baseli
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import types
 import typing
@@ -34,7 +35,16 @@ from scopebench.models.allowlist import check_overrides, check_transformers_conf
 
 POLICY_KINDS = ("shared_only", "fixed", "all", "router", "router_topk", "token_moe", "random")
 ROUTER_KINDS = ("router", "router_topk")
+SAMPLE_KINDS = (*ROUTER_KINDS, "random")  # a route chosen per sample
+ROUTING_KINDS = (*SAMPLE_KINDS, "token_moe")  # not one route for every sample
 SOURCES = ("timm", "open_clip", "hf")  # encoder libraries: SOURCE:NAME specs
+
+Route = tuple[str, ...]  # routed encoders a sample uses, in config order; () = shared only
+
+
+def route_name(route: Route) -> str:
+    """('convnext',) -> 'shared+convnext'; () -> 'shared'."""
+    return "+".join(("shared", *route))
 
 
 @dataclass(frozen=True)
@@ -83,9 +93,65 @@ class Policy:
             raise ScopebenchError(f"{where}: policy '{kind}' needs routed encoders, the model has none")
         return cls(kind, masked=masked)
 
+    @staticmethod
+    def kind_of(text: str) -> str:
+        """The kind a policy string names, read without a pool: 'fixed:a/mask:b' -> 'fixed' ('' for '')."""
+        return str(text).split("/")[0].split(":")[0]
+
     @property
     def uses_router(self) -> bool:
         return self.kind in ROUTER_KINDS
+
+    @property
+    def is_fixed(self) -> bool:
+        """One route for every sample: shared_only, fixed (and all)."""
+        return self.kind not in ROUTING_KINDS
+
+    @property
+    def is_routed(self) -> bool:
+        """The route varies by sample (router, router_topk, random) or by token (token_moe)."""
+        return self.kind in ROUTING_KINDS
+
+    @property
+    def is_masked(self) -> bool:
+        return bool(self.masked)
+
+    @property
+    def selector(self) -> str | None:
+        """The module the policy chooses with, beyond encoders and projectors: 'router', 'token gate' or None."""
+        return "router" if self.uses_router else "token gate" if self.kind == "token_moe" else None
+
+    def available(self, pool: list[str]) -> list[str]:
+        """The routed encoders of ``pool`` (the model's, in config order) that are not masked."""
+        return [n for n in pool if n not in self.masked]
+
+    def routes(self, pool: list[str]) -> list[Route]:
+        """Every route the policy can take over ``pool``, masked encoders dropped."""
+        avail = self.available(pool)
+        if self.kind == "shared_only":
+            return [()]
+        if self.kind == "fixed":
+            return [tuple(n for n in avail if n in self.encoders)]
+        if self.kind == "token_moe":
+            return [tuple(avail)]
+        return [tuple(c) for c in itertools.combinations(avail, self.k if self.kind == "router_topk" else 1)]
+
+    def trained_routes(self, pool: list[str]) -> list[Route]:
+        """The routes a model trained with this policy learns (masking drops encoders at inference only)."""
+        return dataclasses.replace(self, masked=()).routes(pool)
+
+    def encoders_used(self, pool: list[str]) -> list[str]:
+        """The routed encoders of ``pool`` a model with this policy holds: those of its trained routes."""
+        used = {e for route in self.trained_routes(pool) for e in route}
+        return [n for n in pool if n in used]
+
+    def reference_route(self, pool: list[str]) -> Route | None:
+        """The all-encoders route, when the policy picks routes per sample and cannot take it (what
+        routing saves against); else None."""
+        route = tuple(pool)
+        if self.kind not in SAMPLE_KINDS or not route or route in self.routes(pool):
+            return None
+        return route
 
     def __str__(self) -> str:
         text = {"fixed": f"fixed:{','.join(self.encoders)}", "router_topk": f"router_topk:{self.k}"}.get(self.kind, self.kind)

@@ -20,9 +20,9 @@ import pandas as pd
 
 from scopebench.analysis.aggregate import OVERALL, Aggregate
 from scopebench.analysis.routing import routed_models
+from scopebench.config import ROUTING_KINDS, Policy
 from scopebench.tables import ERANK_PREFIX
 
-NOT_FIXED = ("router", "router_topk", "token_moe", "random")
 COLUMNS = ["encoder", "group", "capacity", "capacity_vs_shared", "necessity_masked", "necessity_retrained",
            "erank", "capacity_model", "masked_model", "retrained_model", "full_model", "shared_model"]
 
@@ -32,8 +32,8 @@ def fixed_sets(routes: pd.DataFrame, policies: dict[str, str]) -> dict[str, tupl
     routers = set(routed_models(routes))
     out = {}
     for model, part in routes.groupby("model", sort=False):
-        kind = policies.get(model, "").split("/")[0].split(":")[0]
-        if model in routers or kind in NOT_FIXED or part["route"].nunique() != 1:
+        routing = Policy.kind_of(policies.get(model, "")) in ROUTING_KINDS
+        if model in routers or routing or part["route"].nunique() != 1:
             continue
         out[model] = tuple(part["route"].iloc[0].split("+")[1:])
     return out

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from scopebench.config import config_from_dict
+from scopebench.config import Policy, config_from_dict
 from scopebench.errors import ScopebenchError
 
 SEED = 0
@@ -69,7 +69,7 @@ def demo_config(name: str, policy: str, vocab: int) -> dict:
             "text_cfg": {"layers": 1, "width": 32, "heads": 2, "context_length": 8, "vocab_size": 64},
             "embed_dim": 32}},
     }
-    keep = {"shared_only": (), "router": ROUTED, "all": ROUTED, "random": ROUTED}.get(policy, tuple(policy.split(":")[-1].split(",")))
+    keep = Policy.parse(policy, list(ROUTED), where=f"demo model '{name}'").encoders_used(list(ROUTED))
     return {
         "name": name,
         "description": "scopebench demo model (synthetic world, CPU-trained; not a paper result)",

@@ -47,7 +47,7 @@ def with_policy(cfg: ModelConfig, variant: str) -> ModelConfig:
     """A preset variant (named in ``variants`` or a policy string), with the routed pool pruned to what it uses."""
     policy_text = cfg.variants.get(variant, variant)
     policy = Policy.parse(policy_text, cfg.routed_names, where=f"model '{cfg.name}@{variant}'")
-    keep = {"shared_only": [], "fixed": list(policy.encoders)}.get(policy.kind, cfg.routed_names)
+    keep = policy.encoders_used(cfg.routed_names)
     return dataclasses.replace(
         cfg, name=f"{cfg.name}@{variant}", policy=str(policy),
         routed={k: v for k, v in cfg.routed.items() if k in keep}, variants={},
@@ -67,10 +67,8 @@ def inference_policy(ref: str) -> tuple[str, str | None]:
 
 def _check_policy(cfg: ModelConfig, policy: str, ref: str) -> None:
     """Parse an inference policy and check the checkpoint has what it needs (a router, a token gate)."""
-    p = Policy.parse(policy, cfg.routed_names, where=f"model '{ref}'")
-    trained = cfg.parsed_policy()
-    if (p.uses_router and not trained.uses_router) or (p.kind == "token_moe" and trained.kind != "token_moe"):
-        need = "router" if p.uses_router else "token gate"
+    need = Policy.parse(policy, cfg.routed_names, where=f"model '{ref}'").selector
+    if need is not None and need != cfg.parsed_policy().selector:
         raise ScopebenchError(f"model '{ref}': the checkpoint has no {need}, so policy '{policy}' cannot run; "
                               "use fixed:NAME, all, random or <policy>/mask:NAME")
 

@@ -8,24 +8,16 @@ A batch is grouped by route, so each routed encoder runs only on the samples rou
 from __future__ import annotations
 
 import inspect
-import itertools
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scopebench.config import ModelConfig, Policy
+from scopebench.config import ModelConfig, Policy, Route, route_name
 from scopebench.errors import ScopebenchError
 from scopebench.models.encoders import VisionEncoder, create_encoder
 from scopebench.models.router import CrossAttentionRouter, router_losses
-
-Route = tuple[str, ...]  # routed encoders a sample uses, in config order; () = shared only
-
-
-def route_name(route: Route) -> str:
-    """('convnext',) -> 'shared+convnext'; () -> 'shared'."""
-    return "+".join(("shared", *route))
 
 
 @dataclass
@@ -102,7 +94,7 @@ class MultiEncoderVLM(nn.Module):
             for name in names:
                 self.projectors[name] = _projector(cfg.projector, self.routed[name].width, dim)
         else:
-            for route in self._trained_routes():
+            for route in self.train_policy.trained_routes(names):
                 width = self.shared.width + sum(self.routed[e].width for e in route)
                 self.projectors[route_name(route)] = _projector(cfg.projector, width, dim)
         self.router = None
@@ -113,14 +105,6 @@ class MultiEncoderVLM(nn.Module):
         self._rng = torch.Generator().manual_seed(cfg.seed)
 
     # ----- policy -------------------------------------------------------------------------
-    def _trained_routes(self) -> list[Route]:
-        p, names = self.train_policy, self.cfg.routed_names
-        if p.kind in ("router", "random"):
-            return [(n,) for n in names]
-        if p.kind == "router_topk":
-            return list(itertools.combinations(names, p.k))
-        return [tuple(n for n in names if p.kind == "token_moe" or n in p.encoders)]
-
     def set_policy(self, policy: str | Policy) -> None:
         """Switch the selection policy at inference (e.g. masking an encoder); checks the modules exist."""
         p = policy if isinstance(policy, Policy) else Policy.parse(policy, self.cfg.routed_names)
@@ -136,18 +120,11 @@ class MultiEncoderVLM(nn.Module):
 
     def available(self) -> list[str]:
         """Routed encoders the current policy may use (not masked)."""
-        return [n for n in self.cfg.routed_names if n not in self.policy.masked]
+        return self.policy.available(self.cfg.routed_names)
 
     def paths(self) -> list[Route]:
         """Every route the current policy can take."""
-        p, avail = self.policy, self.available()
-        if p.kind == "shared_only":
-            return [()]
-        if p.kind == "fixed":
-            return [tuple(n for n in avail if n in p.encoders)]
-        if p.kind == "token_moe":
-            return [tuple(avail)]
-        return [tuple(c) for c in itertools.combinations(avail, p.k if p.kind == "router_topk" else 1)]
+        return self.policy.routes(self.cfg.routed_names)
 
     def _channel_key(self, route: Route) -> str | None:
         """Projector of a channel-fusion route: its own, or the trained set it is a masked subset of."""

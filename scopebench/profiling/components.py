@@ -208,15 +208,6 @@ def plan_encoder(spec: str, encoder, batch: int = 1) -> list[PathPlan]:
     return [PathPlan(spec, (), [part], tokens, 0, modules=[encoder])]
 
 
-def reference_route(model) -> Route | None:
-    """The all-encoders route of a routed model when its policy does not take it (for savings)."""
-    kind = model.policy.kind
-    route = tuple(model.cfg.routed_names)
-    if kind not in ("router", "router_topk", "random") or not route or route in model.paths():
-        return None
-    return route
-
-
 def _standin_projectors(model, route: Route, shapes) -> nn.ModuleDict | None:
     """Channel fusion has no projector for an untrained route: a same-shaped stand-in (for counting)."""
     from scopebench.models.vlm import _projector
@@ -255,7 +246,7 @@ def plan_model(model, prompt_tokens: int, batch: int = 1) -> list[PathPlan]:
         router = Part(ROUTER, (ROUTER,), RouterCall(model.router), (text, mask, shared_feats), [model.router])
     routed = {e: encoder_part(ROUTED + e, enc, batch) for e, enc in model.routed.items()}
     shapes = {e: feature_shape(p) for e, p in routed.items()}
-    ref = reference_route(model)
+    ref = model.policy.reference_route(model.cfg.routed_names)  # what routing saves against
     plans = []
     for route, reference in [*((r, False) for r in model.paths()), *([(ref, True)] if ref else [])]:
         standin = _standin_projectors(model, route, shapes)
