@@ -3,11 +3,12 @@
 shared encoder + routed encoder pool + projector(s) + token fusion + a transformers causal LM.
 What differs between SCOPE and a baseline is only the selection policy (``scopebench.config.Policy``).
 A batch is grouped by route, so each routed encoder runs only on the samples routed to it.
+Generation and log-likelihood scoring: ``scopebench.models.generation``.
 """
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,10 @@ from torch import nn
 from scopebench.config import ModelConfig, Policy, Route, route_name
 from scopebench.errors import ScopebenchError
 from scopebench.models.encoders import VisionEncoder, create_encoder
+from scopebench.models.generation import TextMixin
 from scopebench.models.router import CrossAttentionRouter, router_losses
+
+Group = tuple[Route, list[int], torch.Tensor, torch.Tensor]  # route, sample indices (list, tensor), visual tokens
 
 
 @dataclass
@@ -34,15 +38,8 @@ class VLMOutput:
     answer_hidden: torch.Tensor | None = None  # (B, D) the LLM's last hidden state predicting text token hidden_at
 
 
-@dataclass
-class Generation:
-    texts: list[str]
-    routes: list[Route]
-    probs: torch.Tensor | None
-    eranks: dict[str, torch.Tensor] | None = None  # encoder -> (B,) effective rank, NaN = not run
-
-
-def _projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+def make_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    """A projector from encoder features to LLM embeddings: ``linear`` or ``mlp2x_gelu``."""
     if kind == "linear":
         return nn.Linear(in_dim, out_dim)
     return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
@@ -73,7 +70,7 @@ def resample_tokens(x: torch.Tensor, n: int) -> torch.Tensor:
     return F.adaptive_avg_pool1d(x.transpose(1, 2), n).transpose(1, 2)
 
 
-class MultiEncoderVLM(nn.Module):
+class MultiEncoderVLM(TextMixin, nn.Module):
     """Multi-encoder VLM with a selectable policy. Build with ``scopebench.models.build_model``."""
 
     def __init__(self, cfg: ModelConfig, llm: nn.Module, tokenizer=None):
@@ -90,13 +87,13 @@ class MultiEncoderVLM(nn.Module):
             raise ScopebenchError(f"model '{cfg.name}': token_moe needs fusion 'sequence'")
         self.projectors = nn.ModuleDict()
         if cfg.fusion == "sequence":
-            self.projectors["shared"] = _projector(cfg.projector, self.shared.width, dim)
+            self.projectors["shared"] = make_projector(cfg.projector, self.shared.width, dim)
             for name in names:
-                self.projectors[name] = _projector(cfg.projector, self.routed[name].width, dim)
+                self.projectors[name] = make_projector(cfg.projector, self.routed[name].width, dim)
         else:
             for route in self.train_policy.trained_routes(names):
                 width = self.shared.width + sum(self.routed[e].width for e in route)
-                self.projectors[route_name(route)] = _projector(cfg.projector, width, dim)
+                self.projectors[route_name(route)] = make_projector(cfg.projector, width, dim)
         self.router = None
         if self.train_policy.uses_router:
             self.router = CrossAttentionRouter(cfg.router, dim, self.shared.width, len(names))
@@ -114,7 +111,7 @@ class MultiEncoderVLM(nn.Module):
             raise ScopebenchError(f"model '{self.cfg.name}' has no token gate: policy 'token_moe' cannot run")
         self.policy = p
         for route in self.paths():
-            if self.cfg.fusion == "channel" and self._channel_key(route) is None:
+            if self.cfg.fusion == "channel" and self.channel_key(route) is None:
                 raise ScopebenchError(f"model '{self.cfg.name}' (channel fusion) has no projector for route {route_name(route)}")
         self._rng = torch.Generator().manual_seed(self.cfg.seed)
 
@@ -126,7 +123,7 @@ class MultiEncoderVLM(nn.Module):
         """Every route the current policy can take."""
         return self.policy.routes(self.cfg.routed_names)
 
-    def _channel_key(self, route: Route) -> str | None:
+    def channel_key(self, route: Route) -> str | None:
         """Projector of a channel-fusion route: its own, or the trained set it is a masked subset of."""
         for key in self.projectors:
             members = key.split("+")[1:]
@@ -155,35 +152,66 @@ class MultiEncoderVLM(nn.Module):
             return [(avail[i],) for i in idx], probs
         return [self.paths()[0]] * b, probs
 
-    def _route_and_encode(self, images: torch.Tensor, prompt_embeds, prompt_mask):
-        """(routes, router probabilities, the images and shared features that feed the LLM). Under ``/blind``
-        the route is chosen on the real image and every encoder feeding the LLM sees a black one."""
+    def route_and_encode(
+        self, images: torch.Tensor, text: torch.Tensor, prompt_mask: torch.Tensor, ranks: bool,
+        every_route: bool = False,
+    ) -> tuple[list[Route], torch.Tensor | None, dict[str, torch.Tensor] | None, Iterator[Group]]:
+        """Route a batch and encode it, grouped by route: (routes, router probabilities, effective ranks,
+        groups). ``text``: the prompt's embeddings, ``prompt_mask`` the tokens the router reads; ``ranks``:
+        record each encoder's per-sample effective rank (else None); ``every_route``: every sample in every
+        route the policy can take (soft router training). Each group, made as it is iterated, is (route,
+        sample indices, the same as a tensor, visual tokens). Under ``/blind`` the route is chosen on the
+        real image and every encoder feeding the LLM sees a black one."""
         shared_feats = self.shared(images)
-        routes, probs = self.choose_routes(shared_feats, prompt_embeds, prompt_mask)
+        routes, probs = self.choose_routes(shared_feats, text, prompt_mask)
         if self.policy.blind:
             images = torch.zeros_like(images)
             shared_feats = self.shared(images)
-        return routes, probs, images, shared_feats
+        groups: dict[Route, list[int]] = {}
+        for i, r in enumerate(routes):
+            groups.setdefault(r, []).append(i)
+        if every_route:
+            groups = {r: list(range(len(routes))) for r in self.paths()}
+        eranks = self._rank_table(shared_feats) if ranks else None
+        return routes, probs, eranks, self._groups(images, shared_feats, groups, eranks)
+
+    def _groups(self, images, shared_feats, groups: dict[Route, list[int]], eranks: dict | None) -> Iterator[Group]:
+        for route, idx in groups.items():
+            ix = torch.tensor(idx, device=images.device)
+            feats = self.encode_routed(images[ix], route)
+            if eranks is not None:
+                for e, f in feats.items():
+                    eranks[e][ix] = effective_rank(f)
+            yield route, idx, ix, self.fuse(shared_feats[ix], feats, route)
+
+    def _rank_table(self, shared_feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample effective ranks of each encoder's pre-projector features: "shared" and every routed
+        encoder, NaN where the sample's route did not run it (filled in group by group)."""
+        table = {name: shared_feats.new_full((shared_feats.shape[0],), float("nan"), dtype=torch.float32)
+                 for name in self.cfg.routed_names}
+        return {"shared": effective_rank(shared_feats), **table}
 
     # ----- visual tokens ------------------------------------------------------------------
-    def visual_tokens(
-        self, images: torch.Tensor, route: Route, shared_feats: torch.Tensor, ranks: dict | None = None
-    ) -> torch.Tensor:
-        """Visual tokens (b, N_route, D) for samples that all take ``route``.
+    def encode_routed(self, images: torch.Tensor, route: Route) -> dict[str, torch.Tensor]:
+        """Each routed encoder of ``route`` on ``images``: its pre-projector features (b, N_e, C_e)."""
+        return {e: self.routed[e](images) for e in route}
 
-        ``ranks``: if given, receives each routed encoder's per-sample effective rank (pre-projector)."""
-        feats = {e: self.routed[e](images) for e in route}
-        if ranks is not None:
-            ranks.update({e: effective_rank(f) for e, f in feats.items()})
+    def fuse(
+        self, shared_feats: torch.Tensor, feats: dict[str, torch.Tensor], route: Route,
+        projector: nn.Module | None = None,
+    ) -> torch.Tensor:
+        """Visual tokens (b, N_route, D) for samples that all take ``route``: the shared features and the
+        routed ones (``encode_routed``) projected, gated (token-level MoE) and fused. ``projector``:
+        channel fusion only, one to use for a route the model has none for (profiling)."""
         if self.cfg.fusion == "channel":
-            key = self._channel_key(route)
+            key = self.channel_key(route) if projector is None else route_name(route)
             parts = [shared_feats]
             for e in key.split("+")[1:]:
                 if e in route:
                     parts.append(resample_tokens(feats[e], shared_feats.shape[1]))
                 else:  # masked: zeros of the shape its features would have
                     parts.append(shared_feats.new_zeros(*shared_feats.shape[:2], self.routed[e].width))
-            return self.projectors[key](torch.cat(parts, dim=-1))
+            return (self.projectors[key] if projector is None else projector)(torch.cat(parts, dim=-1))
         tokens = self.projectors["shared"](shared_feats)
         if self.policy.kind == "token_moe":
             return torch.cat([tokens, self._token_moe(feats, tokens)], dim=1)
@@ -222,40 +250,11 @@ class MultiEncoderVLM(nn.Module):
         if prompt_mask is None:
             prompt_mask = attention_mask if labels is None else attention_mask * (labels == -100)
         text = self.text_embeddings(input_ids)
-        routes, probs, images, shared_feats = self._route_and_encode(images, text, prompt_mask)
         soft = self.training and self.router is not None and self.cfg.router.train_mode == "soft"
-        groups: dict[Route, list[int]] = {}
-        for i, r in enumerate(routes):
-            groups.setdefault(r, []).append(i)
-        if soft:  # expected loss over every route, weighted by the router's probabilities
-            groups = {r: list(range(len(routes))) for r in self.paths()}
-        b, t = input_ids.shape
-        vocab = self.llm.get_output_embeddings().out_features
-        logits = text.new_zeros(b, t, vocab)
-        nll = text.new_zeros(b) if labels is not None else None
-        hidden = None if hidden_at is None else text.new_zeros(b, text.shape[-1])
-        eranks = None if self.training else self._rank_table(shared_feats)
-        for route, idx in groups.items():
-            ix = torch.tensor(idx, device=images.device)
-            vis = self._group_tokens(images, route, shared_feats, ix, eranks)
-            if probs is not None and self.training and route:
-                col = self.cfg.routed_names.index(route[0])
-                p = probs[ix, col].to(vis.dtype)
-                scale = p if soft else p / p.detach()  # straight-through: 1 in value, router gradient
-                if not soft:
-                    vis = vis * scale.view(-1, 1, 1)
-            group_logits, group_hidden = self._llm_logits(vis, text[ix], attention_mask[ix], hidden_at is not None)
-            if hidden is not None:
-                h = group_hidden[torch.arange(len(idx), device=ix.device), hidden_at[ix]].to(hidden.dtype)
-                hidden = hidden + scale.to(h.dtype)[:, None] * h if soft else hidden.index_copy(0, ix, h)
-            if labels is not None:
-                g_nll = _masked_nll(group_logits, labels[ix])
-                if soft:
-                    nll = nll + scale.to(g_nll.dtype) * g_nll
-                else:
-                    nll = nll.index_copy(0, ix, g_nll)
-            if not soft:
-                logits = logits.index_copy(0, ix, group_logits.to(logits.dtype))
+        routes, probs, eranks, groups = self.route_and_encode(images, text, prompt_mask, ranks=not self.training,
+                                                              every_route=soft)
+        run = self._soft_pass if soft else self._hard_pass
+        logits, nll, hidden = run(groups, probs, text, attention_mask, labels, hidden_at)
         aux: dict[str, torch.Tensor] = {}
         loss = None
         if labels is not None:
@@ -267,6 +266,45 @@ class MultiEncoderVLM(nn.Module):
         return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux, eranks=eranks,
                          answer_hidden=hidden)
 
+    def _outputs(self, text: torch.Tensor, labels, hidden_at):
+        """Zero logits (B, T, V), per-sample NLL (B,) if ``labels``, answer hidden states (B, D) if ``hidden_at``."""
+        b, t = text.shape[:2]
+        vocab = self.llm.get_output_embeddings().out_features
+        nll = text.new_zeros(b) if labels is not None else None
+        return text.new_zeros(b, t, vocab), nll, None if hidden_at is None else text.new_zeros(b, text.shape[-1])
+
+    def _hard_pass(self, groups: Iterator[Group], probs, text, mask, labels, hidden_at):
+        """Each sample through its own route. In training with a router, the route's visual tokens are scaled
+        by its probability over itself (1 in value): the router's gradient, straight through."""
+        logits, nll, hidden = self._outputs(text, labels, hidden_at)
+        for route, idx, ix, vis in groups:
+            if probs is not None and self.training and route:
+                p = probs[ix, self.cfg.routed_names.index(route[0])].to(vis.dtype)
+                vis = vis * (p / p.detach()).view(-1, 1, 1)
+            group_logits, group_hidden = self._llm_logits(vis, text[ix], mask[ix], hidden_at is not None)
+            if hidden is not None:
+                h = group_hidden[torch.arange(len(idx), device=ix.device), hidden_at[ix]].to(hidden.dtype)
+                hidden = hidden.index_copy(0, ix, h)
+            if labels is not None:
+                nll = nll.index_copy(0, ix, _masked_nll(group_logits, labels[ix]))
+            logits = logits.index_copy(0, ix, group_logits.to(logits.dtype))
+        return logits, nll, hidden
+
+    def _soft_pass(self, groups: Iterator[Group], probs, text, mask, labels, hidden_at):
+        """Soft router training: every sample through every route, the NLL and answer hidden states weighted
+        by the router's probability of the route (an expected loss); the logits stay zero."""
+        logits, nll, hidden = self._outputs(text, labels, hidden_at)
+        for route, idx, ix, vis in groups:
+            p = probs[ix, self.cfg.routed_names.index(route[0])].to(vis.dtype)
+            group_logits, group_hidden = self._llm_logits(vis, text[ix], mask[ix], hidden_at is not None)
+            if hidden is not None:
+                h = group_hidden[torch.arange(len(idx), device=ix.device), hidden_at[ix]].to(hidden.dtype)
+                hidden = hidden + p.to(h.dtype)[:, None] * h
+            if labels is not None:
+                g_nll = _masked_nll(group_logits, labels[ix])
+                nll = nll + p.to(g_nll.dtype) * g_nll
+        return logits, nll, hidden
+
     def _llm_logits(self, vis: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, hidden: bool = False):
         """Run the LLM on [visual; text]; return the prediction for each text position (b, T, V) and, if
         ``hidden``, the last hidden state it comes from (b, T, D), else None."""
@@ -277,134 +315,9 @@ class MultiEncoderVLM(nn.Module):
                        logits_to_keep=text.shape[1] + 1, output_hidden_states=hidden)
         return out.logits[:, :-1], (out.hidden_states[-1][:, nv - 1 : -1] if hidden else None)
 
-    # ----- text helpers ---------------------------------------------------------------------
-    def _tok(self):
-        if self.tokenizer is None:
-            raise ScopebenchError(f"model '{self.cfg.name}' has no tokenizer: a checkpoint folder needs its tokenizer.json "
-                                  "(re-save it with its tokenizer); a preset without weights cannot generate")
-        return self.tokenizer
-
-    def encode_texts(self, texts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded token ids and mask for already-formatted texts."""
-        tok = self._tok()
-        ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-        return _pad(ids, tok.pad_token_id or 0, device)
-
-    def format_prompt(self, prompt: str) -> str:
-        return self.cfg.prompt_template.format(prompt=prompt)
-
-    # ----- generation -----------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(self, images: torch.Tensor, prompts: list[str], max_new_tokens: int | None = None) -> Generation:
-        """Greedy answers for raw prompts (the template is applied here), batched by route."""
-        if len(prompts) != images.shape[0]:
-            raise ScopebenchError(f"batch mismatch: {images.shape[0]} images but {len(prompts)} prompts")
-        tok = self._tok()
-        max_new = max_new_tokens or self.cfg.max_new_tokens
-        ids, mask = self.encode_texts([self.format_prompt(p) for p in prompts], images.device)
-        text = self.text_embeddings(ids)
-        routes, probs, images, shared_feats = self._route_and_encode(images, text, mask)
-        out: list[str] = [""] * len(prompts)
-        groups: dict[Route, list[int]] = {}
-        for i, r in enumerate(routes):
-            groups.setdefault(r, []).append(i)
-        eranks = self._rank_table(shared_feats)
-        for route, idx in groups.items():
-            ix = torch.tensor(idx, device=images.device)
-            vis = self._group_tokens(images, route, shared_feats, ix, eranks)
-            tokens = self._greedy(vis, text[ix], mask[ix], max_new, tok.eos_token_id)
-            for j, seq in zip(idx, tokens, strict=True):
-                out[j] = tok.decode(seq, skip_special_tokens=True).strip()
-        return Generation(texts=out, routes=routes, probs=probs, eranks=eranks)
-
-    def _rank_table(self, shared_feats: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-sample effective ranks of each encoder's pre-projector features: "shared" and every routed
-        encoder, NaN where the sample's route did not run it. Filled in by :meth:`_group_tokens`."""
-        table = {name: shared_feats.new_full((shared_feats.shape[0],), float("nan"), dtype=torch.float32)
-                 for name in self.cfg.routed_names}
-        return {"shared": effective_rank(shared_feats), **table}
-
-    def _group_tokens(self, images, route: Route, shared_feats, ix: torch.Tensor, eranks: dict | None) -> torch.Tensor:
-        """Visual tokens of the samples ``ix`` that take ``route``; their effective ranks go into ``eranks``."""
-        ranks = None if eranks is None else {}
-        vis = self.visual_tokens(images[ix], route, shared_feats[ix], ranks)
-        for e, r in (ranks or {}).items():
-            eranks[e][ix] = r
-        return vis
-
-    def _greedy(self, vis, text, mask, max_new: int, eos: int | None) -> list[list[int]]:
-        """KV-cached greedy decoding over left-padded [visual; prompt] sequences."""
-        lengths = mask.sum(1).tolist()
-        rows, masks = [], []
-        nv, width = vis.shape[1], text.shape[1]
-        for k, n in enumerate(lengths):
-            seq = torch.cat([vis[k].to(text.dtype), text[k, :n]], dim=0)
-            pad = width - n
-            rows.append(torch.cat([seq.new_zeros(pad, seq.shape[-1]), seq], dim=0))
-            masks.append(torch.cat([mask.new_zeros(pad), mask.new_ones(nv + n)]))
-        embeds, attn = torch.stack(rows), torch.stack(masks)
-        pos = (attn.cumsum(1) - 1).clamp_min(0)
-        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-        key = cache_arg(self.llm)
-        done = torch.zeros(len(lengths), dtype=torch.bool, device=embeds.device)
-        result: list[list[int]] = [[] for _ in lengths]
-        for _ in range(max_new):
-            nxt = out.logits[:, -1].argmax(-1)
-            for k, token in enumerate(nxt.tolist()):
-                if not done[k]:
-                    if token == eos:
-                        done[k] = True
-                    else:
-                        result[k].append(token)
-            if bool(done.all()):
-                break
-            attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], dim=1)
-            pos = pos[:, -1:] + 1
-            out = self.llm(
-                inputs_embeds=self.text_embeddings(nxt[:, None]), attention_mask=attn, position_ids=pos,
-                use_cache=True, logits_to_keep=1, **{key: getattr(out, key)},
-            )
-        return result
-
-    @torch.no_grad()
-    def loglikelihood(self, images: torch.Tensor, contexts: list[str], continuations: list[str]):
-        """(log p(continuation | image, context), continuation is the greedy output) per request."""
-        tok = self._tok()
-        ctx = [tok(self.format_prompt(c), add_special_tokens=False)["input_ids"] for c in contexts]
-        cont = [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        ids, mask = _pad([a + b for a, b in zip(ctx, cont, strict=True)], tok.pad_token_id or 0, images.device)
-        labels = torch.full_like(ids, -100)
-        for k, (a, b) in enumerate(zip(ctx, cont, strict=True)):
-            labels[k, len(a) : len(a) + len(b)] = ids[k, len(a) : len(a) + len(b)]
-        out = self.forward(images, ids, mask, labels=labels)
-        logp = out.logits.float().log_softmax(-1)
-        results = []
-        for k in range(len(contexts)):
-            sel = labels[k] != -100
-            target = labels[k][sel]
-            lp = logp[k][sel].gather(-1, target[:, None]).sum().item()
-            greedy = bool((logp[k][sel].argmax(-1) == target).all())
-            results.append((lp, greedy))
-        return results, out.routes, out.probs, out.eranks
-
 
 def _masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean NLL per sample over labelled positions (labels -100 are ignored)."""
     nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
     count = (labels != -100).sum(1).clamp_min(1)
     return nll.sum(1) / count
-
-
-def _pad(seqs: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(1, max(len(s) for s in seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for k, s in enumerate(seqs):
-        ids[k, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[k, : len(s)] = 1
-    return ids.to(device), mask.to(device)
-
-
-def cache_arg(llm) -> str:
-    """What transformers calls the KV cache, as argument and output: ``cache`` (5.x) or ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(llm.forward).parameters else "past_key_values"

@@ -10,13 +10,14 @@ Encoders are run on pixels already at their own resolution (resizing is pre-proc
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from scopebench.models.vlm import Route, cache_arg, route_name
+from scopebench.config import Route, route_name
+from scopebench.models.generation import cache_arg
+from scopebench.models.vlm import make_projector
 from scopebench.profiling.counters import on_meta
 
 SHARED, ROUTER, PROJECTOR, PREFILL, DECODE = "shared_encoder", "router", "projector", "llm_prefill", "llm_decode"
@@ -96,32 +97,17 @@ class RouterCall(nn.Module):
         return self.router(text, mask, visual)
 
 
-class _GivenFeatures(nn.Module):
-    """Stands in for an encoder counted on its own: zeros of its output shape, no compute."""
-
-    def __init__(self, tokens: int, width: int):
-        super().__init__()
-        self.tokens, self.width = tokens, width
-
-    def forward(self, images):
-        return images.new_zeros(images.shape[0], self.tokens, self.width)
-
-
 class Projection(nn.Module):
-    """The model's own ``visual_tokens`` for a route, with every routed encoder replaced by its features."""
+    """The model's own ``fuse`` for a route, fed zeros of each routed encoder's feature shape (the encoders
+    are counted on their own). ``projector``: a stand-in for a channel-fusion route the model has none for."""
 
-    def __init__(self, model, route: Route, shapes: dict[str, tuple[int, int]], projectors: nn.ModuleDict | None = None):
+    def __init__(self, model, route: Route, shapes: dict[str, tuple[int, int]], projector: nn.Module | None = None):
         super().__init__()
-        vlm = copy.copy(model)
-        modules = dict(model._modules)
-        modules["routed"] = nn.ModuleDict({e: _GivenFeatures(*shapes[e]) for e in model.cfg.routed_names})
-        if projectors is not None:
-            modules["projectors"] = projectors
-        object.__setattr__(vlm, "_modules", modules)
-        self.vlm, self.route = vlm, route
+        self.model, self.route, self.shapes, self.projector = model, route, shapes, projector
 
-    def forward(self, images, shared_feats):
-        return self.vlm.visual_tokens(images, self.route, shared_feats)
+    def forward(self, shared_feats):
+        feats = {e: shared_feats.new_zeros(shared_feats.shape[0], *self.shapes[e]) for e in self.route}
+        return self.model.fuse(shared_feats, feats, self.route, self.projector)
 
 
 class Prefill(nn.Module):
@@ -208,25 +194,22 @@ def plan_encoder(spec: str, encoder, batch: int = 1) -> list[PathPlan]:
     return [PathPlan(spec, (), [part], tokens, 0, modules=[encoder])]
 
 
-def _standin_projectors(model, route: Route, shapes) -> nn.ModuleDict | None:
+def _standin_projector(model, route: Route, shapes) -> nn.Module | None:
     """Channel fusion has no projector for an untrained route: a same-shaped stand-in (for counting)."""
-    from scopebench.models.vlm import _projector
-
-    if model.cfg.fusion != "channel" or model._channel_key(route) is not None:
+    if model.cfg.fusion != "channel" or model.channel_key(route) is not None:
         return None
     device, dtype = where(model)
     width = model.shared.width + sum(shapes[e][1] for e in route)
     dim = model.llm.get_input_embeddings().embedding_dim
     with torch.device(device):
-        proj = _projector(model.cfg.projector, width, dim).to(dtype)
-    return nn.ModuleDict({route_name(route): proj})
+        return make_projector(model.cfg.projector, width, dim).to(dtype)
 
 
-def _projector_modules(model, route: Route, projectors: nn.ModuleDict | None) -> list[nn.Module]:
-    if projectors is not None:
-        return list(projectors.values())
+def _projector_modules(model, route: Route, standin: nn.Module | None) -> list[nn.Module]:
+    if standin is not None:
+        return [standin]
     if model.cfg.fusion == "channel":
-        mods = [model.projectors[model._channel_key(route)]]
+        mods = [model.projectors[model.channel_key(route)]]
     else:
         mods = [model.projectors["shared"], *(model.projectors[e] for e in route)]
     return mods + ([model.gate] if model.gate is not None else [])
@@ -249,11 +232,10 @@ def plan_model(model, prompt_tokens: int, batch: int = 1) -> list[PathPlan]:
     ref = model.policy.reference_route(model.cfg.routed_names)  # what routing saves against
     plans = []
     for route, reference in [*((r, False) for r in model.paths()), *([(ref, True)] if ref else [])]:
-        standin = _standin_projectors(model, route, shapes)
-        images = example((batch, 3, 1, 1), device, dtype)
+        standin = _standin_projector(model, route, shapes)
         proj_modules = _projector_modules(model, route, standin)
         proj = Part(PROJECTOR, (PROJECTOR, route), Projection(model, route, shapes, standin),
-                    (images, shared_feats), proj_modules)
+                    (shared_feats,), proj_modules)
         visual = int(run(proj.module, proj.inputs).shape[1])
         llm_tokens = visual + prompt_tokens
         parts = [shared, *([router] if router and not reference else []), *(routed[e] for e in route), proj,

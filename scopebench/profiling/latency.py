@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from scopebench.errors import ScopebenchError
+from scopebench.models.generation import cache_arg
 from scopebench.models.registry import check_device
-from scopebench.models.vlm import cache_arg
 from scopebench.profiling.components import (
     DECODE,
     DECODE_PER_TOKEN,
