@@ -23,8 +23,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 from scopebench.analysis.aggregate import groups  # noqa: E402
 from scopebench.demo.chance import chance_scores  # noqa: E402
 from scopebench.evaluation.runner import quiet_logs  # noqa: E402
+from scopebench.run_dir import RunDir  # noqa: E402
 from scopebench.suites import load_suite  # noqa: E402
-from scopebench.tables import load_table  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
     for group, members in members_of.items():
         print(f"{group:14s} {mean[members].mean():6.1f}")
     for run in args.runs:
-        table = load_table(run, "scores")
+        table = RunDir(run).read("scores")
         for model, part in table.groupby("model", sort=False):
             score = dict(zip(part["benchmark"], part["score"], strict=True))
             above = [b for b in names if b in score and score[b] > p95[b]]

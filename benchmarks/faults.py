@@ -35,10 +35,10 @@ def eval_cmd(model: str, tasks: str, limit: int, out: Path) -> list[str]:
 
 def tables(out: Path) -> dict[str, pd.DataFrame]:
     """The run's scores and routes as scopebench reads them (raises ScopebenchError when unreadable)."""
-    from scopebench.tables import load_table
+    from scopebench.run_dir import RunDir
 
-    scores = load_table(out, "scores").sort_values(["model", "benchmark"]).reset_index(drop=True)
-    routes = load_table(out, "routes").sort_values(["model", "benchmark", "doc_id"]).reset_index(drop=True)
+    scores = RunDir(out).read("scores").sort_values(["model", "benchmark"]).reset_index(drop=True)
+    routes = RunDir(out).read("routes").sort_values(["model", "benchmark", "doc_id"]).reset_index(drop=True)
     return {"scores": scores[["model", "benchmark", "score", "n"]],
             "routes": routes[[c for c in routes.columns if c not in ("task",)]]}
 

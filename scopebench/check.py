@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from scopebench.errors import ScopebenchError
+from scopebench.run_dir import RunDir
 from scopebench.suites import Suite, load_suite
-from scopebench.tables import TABLES, load_table, read_manifest, read_table, table_path
 
 FAILING = ("regressed", "missing")
 
@@ -45,34 +45,25 @@ class Finding:
     detail: str = ""
 
 
-@dataclass
-class Tables:
-    scores: pd.DataFrame
-    routes: pd.DataFrame
-    costs: pd.DataFrame
-    manifest: dict
-    where: Path  # the scores table's file
+Tables = dict[str, pd.DataFrame]  # "scores", "routes", "costs" of one run, benchmarks named by the suite
 
 
-def load_run(path: Path, what: str) -> Tables:
-    """A run directory's tables, or (for the baseline) a scores table file on its own."""
+def load_run(path: Path, what: str) -> RunDir:
+    """A run directory, or (for the baseline) a scores table file on its own."""
     path = Path(path)
     if path.is_dir():
-        optional = {name: load_table(path, name, required=False) for name in ("routes", "costs")}
-        return Tables(load_table(path, "scores"), optional["routes"], optional["costs"], read_manifest(path),
-                      table_path(path, "scores"))
+        return RunDir(path)
     if path.is_file() and path.suffix in (".csv", ".parquet"):
-        empty = {name: pd.DataFrame(columns=TABLES[name]) for name in ("routes", "costs")}
-        return Tables(read_table(path, "scores"), empty["routes"], empty["costs"], {}, path)
+        return RunDir(path.parent, files={"scores": path})
     hint = " or its scores.parquet / scores.csv" if what == "baseline" else ""
     raise ScopebenchError(f"{path}: {'not a run directory' if path.exists() else 'no such ' + what}; "
                           f"pass a run directory written by `scopebench eval`{hint}")
 
 
-def _suite(tables: Tables) -> str | None:
+def _suite(run: RunDir, scores: pd.DataFrame) -> str | None:
     """The suite a run evaluated: its manifest's, else the one its scores table names (None if unknown)."""
-    found = {str(v) for v in tables.scores["suite"].dropna()}
-    return tables.manifest.get("suite") or (found.pop() if len(found) == 1 else None)
+    found = {str(v) for v in scores["suite"].dropna()}
+    return run.manifest().get("suite") or (found.pop() if len(found) == 1 else None)
 
 
 def _status(change: float, tolerance: float, worse_is_up: bool) -> str:
@@ -90,11 +81,11 @@ def compare_scores(run: Tables, base: Tables, tolerance: float) -> list[Finding]
     """Per (model, benchmark) of the baseline: the run's score change in points (missing: no score on
     either side, or fewer samples in the run)."""
     keys = ["model", "benchmark"]
-    new, new_n = _numbers(run.scores, keys, "score"), _numbers(run.scores, keys, "n")
-    old_n = _numbers(base.scores, keys, "n")
-    flipped = _changed_samples(run.routes, base.routes, "sample_score")
+    new, new_n = _numbers(run["scores"], keys, "score"), _numbers(run["scores"], keys, "n")
+    old_n = _numbers(base["scores"], keys, "n")
+    flipped = _changed_samples(run["routes"], base["routes"], "sample_score")
     out = []
-    for key, old in _numbers(base.scores, keys, "score").items():
+    for key, old in _numbers(base["scores"], keys, "score").items():
         after = new.get(key, math.nan)
         if math.isnan(old) or math.isnan(after):
             detail = "no score in the baseline" if math.isnan(old) else "not in the run"
@@ -115,8 +106,8 @@ def compare_routes(run: Tables, base: Tables, tolerance: float) -> list[Finding]
     """Per (model, benchmark) the baseline routed: the percent of shared samples whose route changed
     (missing when the run routed fewer of them than the baseline)."""
     out = []
-    compared = _changed_samples(run.routes, base.routes, "route")
-    routed = base.routes.dropna(subset=["route"]).groupby(["model", "benchmark"]).size()
+    compared = _changed_samples(run["routes"], base["routes"], "route")
+    routed = base["routes"].dropna(subset=["route"]).groupby(["model", "benchmark"]).size()
     for key, (changed, total) in compared.items():
         share, held = 100.0 * changed / total, int(routed[key])
         status = "missing" if total < held else "regressed" if share > tolerance else "ok"
@@ -159,7 +150,7 @@ def _cost_values(costs: pd.DataFrame) -> pd.Series:
 
 def compare_costs(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
     """Per path total and per benchmark expected cost of the baseline: the run's FLOPs change in percent."""
-    new, old = _cost_values(run.costs), _cost_values(base.costs)
+    new, old = _cost_values(run["costs"]), _cost_values(base["costs"])
     if new.empty and not old.empty:  # one line per model, not one per row
         return [Finding("cost", model, "costs table", float(len(rows)), None, None, "missing",
                         f"{len(rows)} baseline rows; add them with `scopebench flops {model} --output RUN_DIR`")
@@ -183,17 +174,14 @@ def _value(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _benchmark_names(tables: Tables, suite: Suite) -> None:
-    """Name every table's benchmarks by the suite's benchmark names (a scores file may use task ids)."""
-    tables.scores = suite.with_benchmark_names(tables.scores, tables.where)
-    for name in ("routes", "costs"):
-        where = table_path(tables.where.parent, name) or tables.where
-        setattr(tables, name, suite.with_benchmark_names(getattr(tables, name), where))
+def _benchmark_names(run: RunDir, tables: Tables, suite: Suite) -> Tables:
+    """Every table's benchmarks named by the suite's benchmark names (a scores file may use task ids)."""
+    return {name: suite.with_benchmark_names(df, run.file(name) or run.path) for name, df in tables.items()}
 
 
-def versions_changed(run: Tables, base: Tables) -> dict[str, tuple[str | None, str | None]]:
+def versions_changed(run: dict, base: dict) -> dict[str, tuple[str | None, str | None]]:
     """Package versions that differ between the two runs' manifests (what might explain a change)."""
-    old, new = base.manifest.get("versions", {}), run.manifest.get("versions", {})
+    old, new = base.get("versions", {}), run.get("versions", {})
     return {pkg: (old.get(pkg), new.get(pkg)) for pkg in sorted(set(old) & set(new)) if old[pkg] != new[pkg]}
 
 
@@ -206,26 +194,29 @@ def run_check(
                         ("--cost-tolerance", cost_tolerance)):
         if not value >= 0:  # also refuses NaN
             raise ScopebenchError(f"{name} {value}: must be a number, 0 or more")
-    run, base = load_run(run_dir, "run directory"), load_run(baseline, "baseline")
-    if base.scores.empty:
-        raise ScopebenchError(f"{base.where}: the baseline holds no scores; give a run directory or scores file with rows")
-    suites = (_suite(run), _suite(base))
+    dirs = load_run(run_dir, "run directory"), load_run(baseline, "baseline")
+    run, base = ({name: d.read(name, required=name == "scores") for name in ("scores", "routes", "costs")}
+                 for d in dirs)
+    if base["scores"].empty:
+        raise ScopebenchError(f"{dirs[1].file('scores')}: the baseline holds no scores; give a run directory or "
+                              "scores file with rows")
+    suites = (_suite(dirs[0], run["scores"]), _suite(dirs[1], base["scores"]))
     if all(suites) and suites[0] != suites[1]:
         raise ScopebenchError(f"{run_dir} evaluated suite '{suites[0]}' but the baseline {baseline} '{suites[1]}'; "
                               "compare runs of the same suite")
     known = suites[0] or suites[1]
-    for tables, name in zip((run, base), suites, strict=True):
-        if known:  # every benchmark must belong to the suite; task ids become benchmark names
-            _benchmark_names(tables, load_suite(name or known))
+    if known:  # every benchmark must belong to the suite; task ids become benchmark names
+        run, base = (_benchmark_names(d, t, load_suite(name or known))
+                     for d, t, name in zip(dirs, (run, base), suites, strict=True))
     findings = [*compare_scores(run, base, tolerance), *compare_routes(run, base, route_tolerance),
                 *compare_costs(run, base, cost_tolerance)]
     passed = not any(f.status in FAILING for f in findings)
     notes = []
-    if base.costs.empty:
+    if base["costs"].empty:
         notes.append("the baseline has no costs table: costs not checked")
-    if base.routes.empty:
+    if base["routes"].empty:
         notes.append("routes not checked: the baseline has no routes table")
-    changed = versions_changed(run, base)
+    changed = versions_changed(dirs[0].manifest(), dirs[1].manifest())
     if json_out:
         print(json.dumps({
             "passed": passed, "run": str(run_dir), "baseline": str(baseline),

@@ -1,14 +1,6 @@
-"""The run directory: three tidy tables plus a manifest, shared by every stage.
-
-    RUN_DIR/
-      manifest.json     versions, git hash, config hashes, seeds, command line, device, suite
-      scores.parquet    one row per (model, benchmark)
-      routes.parquet    one row per (model, benchmark, doc_id): chosen route, router probabilities
-      costs.parquet     one row per (model, path, component) and expected-cost rows per benchmark
-      parts/            per (model, task) pieces written by eval; complete pieces are never recomputed
-
-Columns are fixed here so every analysis reads the same thing. Tables are read from
-Parquet or CSV; they are written as Parquet, atomically (temp file + rename).
+"""The tables of a run directory (``scopebench.run_dir``): their columns, and reading and writing one
+table file. Columns are fixed here so every analysis reads the same thing. Tables are read from Parquet
+or CSV through one open file; they are written as Parquet, atomically (temp file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -16,13 +8,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import math
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -194,109 +184,3 @@ def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
             row = df[dup].iloc[0]
             key = ", ".join(f"{k} '{row[k]}'" for k in KEYS[name])
             raise ScopebenchError(f"{path}: {key} appears more than once; keep one row per {' and '.join(KEYS[name])}")
-
-
-def table_path(run_dir: Path, name: str) -> Path | None:
-    """The file holding table ``name`` in ``run_dir`` (Parquet preferred, then CSV), or None."""
-    for suffix in (".parquet", ".csv"):
-        p = Path(run_dir) / f"{name}{suffix}"
-        if p.exists():
-            return p
-    return None
-
-
-def load_table(run_dir: Path, name: str, required: bool = True) -> pd.DataFrame:
-    """Read table ``name`` of a run directory; an empty schema-shaped frame when absent and not required."""
-    p = table_path(run_dir, name)
-    if p is None:
-        if required:
-            raise ScopebenchError(
-                f"{run_dir}: no {name} table ({name}.parquet or {name}.csv); "
-                f"create it with `scopebench {'eval' if name != 'costs' else 'flops --output'}`"
-            )
-        return pd.DataFrame(columns=TABLES[name])
-    return read_table(p, name)
-
-
-def save_table(run_dir: Path, name: str, df: pd.DataFrame) -> Path:
-    path = Path(run_dir) / f"{name}.parquet"
-    write_table(conform(df, name), path)
-    return path
-
-
-def merge_rows(run_dir: Path, name: str, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Insert or replace rows of table ``name`` identified by ``keys``, under the run's lock; return the table."""
-    with locked(run_dir):
-        old = load_table(run_dir, name, required=False)
-        if len(old) and len(new):
-            idx = pd.MultiIndex.from_frame(new[keys].astype(str))
-            keep = ~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(idx)
-            old = old[keep]
-        frames = [f for f in (old, new) if len(f)]
-        df = pd.concat(frames, ignore_index=True) if frames else new
-        save_table(run_dir, name, df)
-    return conform(df, name)
-
-
-def drop_rows(run_dir: Path, name: str, model: str, benchmarks: set[str]) -> None:
-    """Remove a model's rows for ``benchmarks`` from table ``name`` (before its parts are re-run)."""
-    with locked(run_dir):
-        old = load_table(run_dir, name, required=False)
-        drop = (old["model"].astype(str) == model) & old["benchmark"].astype(str).isin(benchmarks)
-        if drop.any():
-            save_table(run_dir, name, old[~drop])
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """A run directory's manifest ({} when absent); one clear error when it is unreadable or malformed."""
-    p = Path(run_dir) / "manifest.json"
-    if not p.exists():
-        return {}
-    try:
-        manifest = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ScopebenchError(f"{p}: not valid JSON; delete it (or, for eval, choose another --output)") from None
-    if not isinstance(manifest, dict):
-        raise ScopebenchError(f"{p}: not a JSON object; delete it (or, for eval, choose another --output)")
-    for key, kind in (("models", dict), ("versions", dict), ("suite", str)):
-        if key in manifest and not isinstance(manifest[key], kind):
-            raise ScopebenchError(f"{p}: field '{key}' must be a JSON {'object' if kind is dict else 'string'}; "
-                                  "delete the manifest or re-create the run with scopebench")
-    return manifest
-
-
-def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_text(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str))
-
-
-def update_manifest(run_dir: Path, fields: dict[str, Any], models: dict[str, dict] | None = None) -> dict[str, Any]:
-    """Read, update and write the manifest under the run's lock, so that concurrent writers keep each other's
-    models: ``fields`` replace top-level keys, ``models`` entries are merged into ``manifest["models"]``."""
-    with locked(run_dir):
-        manifest = read_manifest(run_dir)
-        manifest.update(fields)
-        for name, entry in (models or {}).items():
-            manifest.setdefault("models", {}).setdefault(name, {}).update(entry)
-        write_manifest(run_dir, manifest)
-    return manifest
-
-
-def environment() -> dict[str, Any]:
-    """Versions, git hash and command line for the manifest."""
-    import subprocess
-    import sys
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for pkg in ("scopebench", "lmms-eval", "torch", "transformers", "timm", "open_clip_torch", "fvcore"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = None
-    try:
-        git = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        git = None
-    return {"versions": versions, "git": git, "command": sys.argv, "python": sys.version.split()[0]}

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scopebench.run_dir import RunDir
 from scopebench.suites import load_suite
-from scopebench.tables import save_table, write_manifest
 
 ENCODERS = ["convnext", "vit_hr", "siglip"]
 # probability of a correct answer per category for shared+<enc>
@@ -64,6 +64,11 @@ def _cost_rows(model: str, paths: list[list[str]], router: bool) -> list[dict]:
     return rows
 
 
+def write_manifest(run_dir: Path, manifest: dict) -> None:
+    """A run directory's whole manifest, as a test crafts it."""
+    (Path(run_dir) / "manifest.json").write_text(json.dumps(manifest))
+
+
 def make_run(run_dir: Path, n_docs: int = 40, seed: int = 0, costs: bool = True, suite: str = "cambrian16",
              manifest_suite: bool = True) -> Path:
     """Write scores, routes, costs and manifest for the six demo models into ``run_dir``."""
@@ -108,10 +113,10 @@ def make_run(run_dir: Path, n_docs: int = 40, seed: int = 0, costs: bool = True,
     scores["raw_score"] = scores.apply(lambda r: r["score"] / cat[r["benchmark"]][2], axis=1)
     scores["suite"] = suite
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_table(run_dir, "scores", scores)
-    save_table(run_dir, "routes", routes)
+    RunDir(run_dir).write("scores", scores)
+    RunDir(run_dir).write("routes", routes)
     if costs:
-        save_table(run_dir, "costs", pd.DataFrame(cost_rows))
+        RunDir(run_dir).write("costs", pd.DataFrame(cost_rows))
     write_manifest(run_dir, {"suite": suite} if manifest_suite else {})
     return run_dir
 

@@ -58,12 +58,12 @@ def test_missing_benchmark_makes_category_and_overall_incomplete_not_averaged_ov
 
 def test_eval_summary_averages_unrounded_scores(tmp_path):
     from scopebench.evaluation.display import score_summary
-    from scopebench.tables import save_table
+    from scopebench.run_dir import RunDir
 
     # the demo's Baseline-0 case: the mean is 27.748 (27.7); rounded to 2 decimals first it prints 27.8
     full = {b.name: 27.748 for b in SUITE.benchmarks}
     scores = _scores("a", full).assign(suite=SUITE.name, task="t", category="c", metric="m", raw_score=0.0, n=1)
-    save_table(tmp_path, "scores", scores)
+    RunDir(tmp_path).write("scores", scores)
     summary = score_summary(tmp_path, SUITE, {("a", b) for b in full})["a"]
     assert summary["overall"] == pytest.approx(aggregate(scores, SUITE).categories.loc["a", OVERALL])
     assert f"{summary['overall']:.1f}" == f"{summary['categories']['Knowledge']:.1f}" == "27.7"

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from scopebench.cli import app
-from scopebench.tables import load_table, save_table, write_manifest
-from tests._report_data import make_run
+from scopebench.run_dir import RunDir
+from tests._report_data import make_run, write_manifest
 
 runner = CliRunner()
 
@@ -28,7 +28,7 @@ def run(baseline, tmp_path):
 
 
 def edit(run_dir, name, fn):
-    save_table(run_dir, name, fn(load_table(run_dir, name)))
+    RunDir(run_dir).write(name, fn(RunDir(run_dir).read(name)))
 
 
 def check(run_dir, baseline, *options):
@@ -46,7 +46,7 @@ def test_identical_runs_pass(run, baseline):
     counts = pd.Series([f["check"] for f in report["findings"]]).value_counts()
     # 6 models x 16 benchmarks of scores and routes; one cost per path total
     assert counts["score"] == 96 and counts["route"] == 96
-    assert counts["cost"] == len(load_table(baseline, "costs").query("kind == 'path' and component == 'total'"))
+    assert counts["cost"] == len(RunDir(baseline).read("costs").query("kind == 'path' and component == 'total'"))
 
 
 def shift_score(model, benchmark, delta):
@@ -94,7 +94,7 @@ def test_run_without_routes_misses_them(run, baseline):
     (run / "routes.parquet").unlink()
     code, report = check(run, baseline)
     missing = {k for k in not_ok(report) if k[0] == "route"}
-    routed = load_table(baseline, "routes").groupby(["model", "benchmark"]).ngroups
+    routed = RunDir(baseline).read("routes").groupby(["model", "benchmark"]).ngroups
     assert code == 1 and len(missing) == routed > 0 and {k[3] for k in missing} == {"missing"}
 
 
@@ -122,7 +122,7 @@ def test_run_without_costs_misses_them_once_per_model(run, baseline):
 
 def test_baseline_as_scores_file(run, baseline, tmp_path):
     scores = tmp_path / "release_scores.csv"
-    load_table(baseline, "scores").to_csv(scores, index=False)
+    RunDir(baseline).read("scores").to_csv(scores, index=False)
     code, report = check(run, scores)
     assert code == 0 and {f["check"] for f in report["findings"]} == {"score"}
     assert any("routes not checked" in n for n in report["notes"])
@@ -161,7 +161,7 @@ def test_bad_input(run, baseline, tmp_path):
     assert f"{bad}: the scores table lacks column 'suite'" in one_line([run, "--baseline", bad])
     assert "must be a number, 0 or more" in one_line([run, "--baseline", baseline, "--tolerance", "-1"])
     assert "--tolerance nan: must be a number" in one_line([run, "--baseline", baseline, "--tolerance", "nan"])
-    scores = load_table(baseline, "scores")
+    scores = RunDir(baseline).read("scores")
     malformed = {  # a scores file as the baseline -> the one line it must give
         "text": (scores.astype({"score": object}).assign(score=lambda d: d["score"].mask(d.index == 2, "abc")),
                  "row 3: column 'score' is 'abc', not a number"),
@@ -183,7 +183,7 @@ def test_bad_input(run, baseline, tmp_path):
 
 
 def test_nan_baseline_scores_are_missing_not_dropped(run, baseline, tmp_path):
-    scores = load_table(baseline, "scores")
+    scores = RunDir(baseline).read("scores")
     scores.assign(score=float("nan")).to_csv(tmp_path / "nan.csv", index=False)
     code, report = check(run, tmp_path / "nan.csv")
     missing = [f for f in report["findings"] if f["status"] == "missing"]
@@ -220,7 +220,7 @@ def test_routes_compared_on_fewer_samples_than_the_baseline_fail(run, baseline):
 
 def test_nan_or_zero_baseline_flops_are_not_ok(run, baseline, tmp_path):
     release = shutil.copytree(baseline, tmp_path / "release")
-    totals = load_table(baseline, "costs").query("kind == 'path' and component == 'total'")
+    totals = RunDir(baseline).read("costs").query("kind == 'path' and component == 'total'")
     zero, nan, unset = (totals.index[i] for i in range(3))
     def counts(df, factor, blank):  # row `zero` times factor, row `blank` NaN
         flops = df["flops"].mask(df.index == zero, df["flops"] * factor)
@@ -245,7 +245,7 @@ def test_baseline_naming_benchmarks_by_task_id_matches_run_rows_by_name(run, bas
         edit(release, name, lambda df: df.assign(benchmark=df["task"]))
     code, report = check(run, release)
     assert code == 0 and not not_ok(report) and len(report["findings"]) > 2 * 96
-    load_table(release, "scores").to_csv(tmp_path / "by_task.csv", index=False)
+    RunDir(release).read("scores").to_csv(tmp_path / "by_task.csv", index=False)
     code, report = check(run, tmp_path / "by_task.csv")
     assert code == 0 and len(report["findings"]) == 96 and not not_ok(report)
     assert check(release, baseline)[0] == 0  # and the other way round

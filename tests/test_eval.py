@@ -281,7 +281,7 @@ def test_blind_demo_model_and_its_vision_gain(run_dir, tmp_path):
 def test_sample_score_reads_the_tasks_own_per_sample_judgement():
     import math
 
-    from scopebench.evaluation.runner import sample_score
+    from scopebench.evaluation.parts import sample_score
 
     assert sample_score(1) == 100.0 and sample_score(0.25) == 25.0 and sample_score([True]) == 100.0
     assert sample_score({"id": 0, "pred": "D", "gt_content": "B", "is_correct": False}) == 0.0  # CV-Bench

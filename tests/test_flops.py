@@ -19,7 +19,7 @@ from scopebench.profiling.components import DECODE, decode_part, prefill_part
 from scopebench.profiling.counters import count
 from scopebench.profiling.flops import Tally, _decode, profile
 from scopebench.profiling.loading import Target
-from scopebench.tables import load_table, save_table
+from scopebench.run_dir import RunDir
 
 # Published counts, in GMACs. timm: column infer_gmacs of results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv
 # (huggingface/pytorch-image-models @ 5c33776); whole classifier at that resolution.
@@ -67,7 +67,7 @@ def test_cambrian_hf_encoders_match_open_clip_published_counts(encoder, gflops):
     from scopebench.models.encoders import create_encoder
     from scopebench.profiling.components import encoder_part
 
-    _, cfg, _ = resolve("cambrian-1")
+    cfg = resolve("cambrian-1").config
     with torch.device("meta"):
         part = encoder_part(encoder, create_encoder(cfg.routed[encoder]), 1)
     assert count(part.module, part.inputs, "torch", encoder).flops / 1e9 == pytest.approx(gflops, rel=0.01)
@@ -184,7 +184,7 @@ OPEN_CLIP_SMALL = {"vision_cfg": {"timm_model_name": "convnext_atto"}, "embed_di
 
 def scaled_preset(name: str) -> dict:
     """A preset's structure (encoder families, fusion, policy, variants) at toy width and depth."""
-    _, cfg, _ = resolve(name)
+    cfg = resolve(name).config
     data = cfg.to_dict()
     data["llm"]["config"] = dict(LLM_SMALL)
     data["router"] = {"dim": 16, "heads": 2}
@@ -272,11 +272,11 @@ def test_expected_costs_from_routes(router_ckpt, tmp_path):
         "route": ["shared+conv"] * 3 + ["shared+oclip", "shared+hfclip", "shared+hfclip"],
         "encoder": ["conv"] * 3 + ["oclip", "hfclip", "hfclip"], "sample_score": 1.0,
     })
-    save_table(tmp_path, "routes", routes)
+    RunDir(tmp_path).write("routes", routes)
     out = _json([str(router_ckpt), "--output", str(tmp_path), "--prompt-tokens", "8"])
     total = {p["path"]: p["total"]["macs"] for p in out["paths"]}
     ref = total["shared+conv+oclip+hfclip"]
-    costs = load_table(tmp_path, "costs")
+    costs = RunDir(tmp_path).read("costs")
     exp = costs[costs["kind"] == "expected"].set_index("benchmark")
     want_a = 0.75 * total["shared+conv"] + 0.25 * total["shared+oclip"]
     assert float(exp.loc["A", "macs"]) == pytest.approx(want_a)
@@ -290,7 +290,7 @@ def test_expected_costs_from_routes(router_ckpt, tmp_path):
     assert {"llm_decode_per_token", "router", "routed:conv"} <= set(costs["component"])
     # counting again replaces the model's rows instead of adding to them
     _json([str(router_ckpt), "--output", str(tmp_path), "--prompt-tokens", "8"])
-    assert len(load_table(tmp_path, "costs")) == len(costs)
+    assert len(RunDir(tmp_path).read("costs")) == len(costs)
 
 
 @pytest.mark.parametrize("args, message", [

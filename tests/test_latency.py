@@ -13,7 +13,7 @@ from scopebench.config import config_from_dict
 from scopebench.models.build import build_model
 from scopebench.models.checkpoint import save_checkpoint
 from scopebench.profiling.latency import peak_tflops, time_call
-from scopebench.tables import load_table
+from scopebench.run_dir import RunDir
 
 FAST = ["--warmup", "1", "--repeats", "3", "--prompt-tokens", "8"]
 
@@ -46,11 +46,11 @@ def test_latency_cpu_json_and_rows(ckpt, tmp_path):
             assert t["tflops"] == pytest.approx(t["flops"] / (t["median_ms"] / 1e3) / 1e12)
         first_token = [c for n, c in p["components"].items() if n != "llm_decode_per_token"]
         assert p["total"]["flops"] == sum(c["flops"] for c in first_token)
-    rows = load_table(tmp_path, "costs")
+    rows = RunDir(tmp_path).read("costs")
     assert set(rows["kind"]) == {"latency"} and (rows["batch_size"] == 2).all() and (rows["device"] == "cpu").all()
     assert len(rows) == 3 * 7
     assert _run([str(ckpt), *FAST, "--batch-size", "2", "--output", str(tmp_path)]).exit_code == 0
-    assert len(load_table(tmp_path, "costs")) == len(rows)  # same setting: replaced, not appended
+    assert len(RunDir(tmp_path).read("costs")) == len(rows)  # same setting: replaced, not appended
 
 
 def test_latency_table_for_an_encoder_spec_built_in_bf16():

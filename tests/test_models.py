@@ -272,8 +272,11 @@ def test_checkpoint_with_inference_policy(make_model, tmp_path):
     model = make_model("all")
     names = model.cfg.routed_names
     ref = f"{folder}@all/mask:{names[0]}"
-    kind, cfg, found = resolve(ref)
-    assert (kind, found, cfg.name, cfg.policy) == ("checkpoint", folder, f"{model.cfg.name}@all/mask:{names[0]}", "all")
+    found = resolve(ref)
+    kind, cfg = found.kind, found.config
+    assert (kind, found.folder, cfg.name, cfg.policy) == ("checkpoint", folder, f"{model.cfg.name}@all/mask:{names[0]}",
+                                                          "all")
+    assert (found.base, found.policy, found.name) == (str(folder), f"all/mask:{names[0]}", cfg.name)
     masked = load_model(ref)
     assert masked.paths() == [tuple(names[1:])] and load_model(str(folder)).paths() == [tuple(names)]
     saved = load_checkpoint(folder).state_dict()

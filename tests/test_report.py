@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from scopebench.cli import app
 from scopebench.errors import ScopebenchError
 from scopebench.reporting.report import run_report
-from scopebench.tables import load_table, save_table, write_manifest
-from tests._report_data import ENCODERS, make_run, path_macs
+from scopebench.run_dir import RunDir
+from tests._report_data import ENCODERS, make_run, path_macs, write_manifest
 
 runner = CliRunner()
 
@@ -28,8 +28,8 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def truth(run_dir):
     """Known answers computed here, independently of scopebench.analysis."""
-    scores = load_table(run_dir, "scores")
-    routes = load_table(run_dir, "routes")
+    scores = RunDir(run_dir).read("scores")
+    routes = RunDir(run_dir).read("routes")
     overall = scores.groupby("model")["score"].mean()
     scope = routes[routes["model"] == "demo-scope"]
     macs = {e: path_macs([e]) for e in ENCODERS}
@@ -125,10 +125,10 @@ def test_a_benchmark_without_routes_leaves_no_partial_expected_cost(run_dir, tmp
     """A model scored on a benchmark it has no routes (nor stored expected cost) for gets no expected cost,
     with a note, rather than a mean over fewer benchmarks than its score; other models keep theirs."""
     run = shutil.copytree(run_dir, tmp_path / "partial")
-    routes, costs = load_table(run, "routes"), load_table(run, "costs")
+    routes, costs = RunDir(run).read("routes"), RunDir(run).read("costs")
     gap = lambda d: (d["model"] == "demo-scope") & (d["benchmark"] == "DocVQA")  # noqa: E731
-    save_table(run, "routes", routes[~gap(routes)])
-    save_table(run, "costs", costs[~(gap(costs) & (costs["kind"] == "expected"))])
+    RunDir(run).write("routes", routes[~gap(routes)])
+    RunDir(run).write("costs", costs[~(gap(costs) & (costs["kind"] == "expected"))])
     before = {m["model"]: m["expected_flops"] for m in json.loads(invoke(run_dir, "--format", "json").stdout)["models"]}
     doc = json.loads(invoke(run, "--format", "json").stdout)
     after = {m["model"]: m["expected_flops"] for m in doc["models"]}
@@ -142,8 +142,8 @@ def test_two_run_dirs_are_concatenated(run_dir, tmp_path):
     for d, keep in ((a, lambda m: m != "demo-scope"), (b, lambda m: m == "demo-scope")):
         d.mkdir()
         for name in ("scores", "routes", "costs"):
-            t = load_table(run_dir, name)
-            save_table(d, name, t[t["model"].map(keep)])
+            t = RunDir(run_dir).read(name)
+            RunDir(d).write(name, t[t["model"].map(keep)])
         write_manifest(d, {"suite": "cambrian16"})
     split = pd.read_csv(io.StringIO(invoke(a, b, "--format", "csv").stdout)).set_index("model")
     whole = pd.read_csv(io.StringIO(invoke(run_dir, "--format", "csv").stdout)).set_index("model")
@@ -166,12 +166,12 @@ def test_explicit_reference_in_the_python_api(run_dir, tmp_path):
 def _variant(run_dir, base: str, name: str, encoders: list[str], shift: float, first: bool = False) -> None:
     """Add model ``name``: ``base``'s scores + ``shift`` (at most 100) on every benchmark, one route over ``encoders``
     (its rows before every other model's when ``first``)."""
-    scores, routes = load_table(run_dir, "scores"), load_table(run_dir, "routes")
+    scores, routes = RunDir(run_dir).read("scores"), RunDir(run_dir).read("routes")
     new_scores = scores[scores["model"] == base].assign(model=name, score=lambda d: (d["score"] + shift).clip(upper=100.0))
     new_routes = routes[routes["model"] == base].assign(model=name, route="+".join(["shared", *encoders]))
     order = (lambda old, new: [new, old]) if first else (lambda old, new: [old, new])
-    save_table(run_dir, "scores", pd.concat(order(scores, new_scores), ignore_index=True))
-    save_table(run_dir, "routes", pd.concat(order(routes, new_routes), ignore_index=True))
+    RunDir(run_dir).write("scores", pd.concat(order(scores, new_scores), ignore_index=True))
+    RunDir(run_dir).write("routes", pd.concat(order(routes, new_routes), ignore_index=True))
 
 
 def test_encoder_roles_known_answers(run_dir, tmp_path):
@@ -187,16 +187,16 @@ def test_encoder_roles_known_answers(run_dir, tmp_path):
         "demo-scope@fixed:vit_hr": {"fingerprint": "scope|demo-scope@fixed:vit_hr|fixed:vit_hr|0", "trained_policy": "router"},
         "demo-baseline-1-vit_hr": {"fingerprint": "scope|demo-baseline-1-vit_hr|fixed:vit_hr|0", "trained_policy": "fixed:vit_hr"},
     }})
-    routes = load_table(run, "routes")
+    routes = RunDir(run).read("routes")
     full = routes["model"] == "demo-baseline-all"
     ocr = routes["benchmark"].isin(["ChartQA", "OCRBench", "TextVQA", "DocVQA"])
     routes.loc[full, "erank:vit_hr"] = 20.0
     routes.loc[full & ocr, "erank:vit_hr"] = 10.0  # 4 of 16 benchmarks
-    save_table(run, "routes", routes)
+    RunDir(run).write("routes", routes)
     r = invoke(run, "--format", "json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    overall = load_table(run_dir, "scores").groupby("model")["score"].mean()
+    overall = RunDir(run_dir).read("scores").groupby("model")["score"].mean()
     roles = {(x["encoder"], x["group"]): x for x in doc["roles"]}
     assert {e for e, _ in roles} == set(ENCODERS)
     for e in ENCODERS:
@@ -243,7 +243,7 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
     write_manifest(mini, {"suite": "cambrian16"})
     _one_line_error(invoke(mini), str(mini / "manifest.json"), "field 'suite' is 'cambrian16' but",
                     "column 'suite' says 'cambrian16-mini'")
-    save_table(mini, "scores", load_table(mini, "scores").assign(suite="cambrian16"))
+    RunDir(mini).write("scores", RunDir(mini).read("scores").assign(suite="cambrian16"))
     _one_line_error(invoke(mini), str(mini / "scores.parquet"), "column 'task': 'c16mini_mme' is not")
 
     cases = {
@@ -271,7 +271,7 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
         (broken / "manifest.json").write_bytes(content)
         _one_line_error(invoke(broken), str(broken / "manifest.json"), needle)
     shutil.copy(run_dir / "manifest.json", broken / "manifest.json")
-    save_table(broken, "routes", load_table(run_dir, "routes").assign(route=lambda d: d["route"].mask(d.index == 4, None)))
+    RunDir(broken).write("routes", RunDir(run_dir).read("routes").assign(route=lambda d: d["route"].mask(d.index == 4, None)))
     _one_line_error(invoke(broken), str(broken / "routes.parquet"), "row 5: column 'route' is empty")
 
     _one_line_error(invoke(run_dir, "--format", "xlsx"), "--format: unknown format 'xlsx'", "table, markdown")
@@ -286,18 +286,18 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
     """A blind run (every sample wrong) beside its model: gain = the model's score, with a bootstrap interval
     where scores are per-sample means; blind runs are never anyone's baseline; an unpaired one gets a note."""
     run = shutil.copytree(run_dir, tmp_path / "vision")
-    scores, routes = load_table(run, "scores"), load_table(run, "routes")
+    scores, routes = RunDir(run).read("scores"), RunDir(run).read("routes")
     blind_scores = scores[scores["model"] == "demo-scope"].assign(model="demo-scope@blind", score=0.0)
     blind_scores.loc[blind_scores["benchmark"] == "MME-P", "score"] = 10.0  # not the mean of its samples: no interval
     blind_routes = routes[routes["model"] == "demo-scope"].assign(model="demo-scope@blind", sample_score=0.0)
     orphan = routes[routes["model"] == "demo-baseline-all"].assign(model="demo-baseline-all@all/blind")
-    save_table(run, "scores", pd.concat([scores, blind_scores, scores[scores["model"] == "demo-baseline-all"].assign(
+    RunDir(run).write("scores", pd.concat([scores, blind_scores, scores[scores["model"] == "demo-baseline-all"].assign(
         model="demo-baseline-all@all/blind")], ignore_index=True))
-    save_table(run, "routes", pd.concat([routes, blind_routes, orphan], ignore_index=True))
-    costs = load_table(run, "costs")  # the orphan as good as Baseline-all and cheaper than anything
+    RunDir(run).write("routes", pd.concat([routes, blind_routes, orphan], ignore_index=True))
+    costs = RunDir(run).read("costs")  # the orphan as good as Baseline-all and cheaper than anything
     cheap = costs[costs["model"] == "demo-baseline-all"].assign(model="demo-baseline-all@all/blind",
                                                                 macs=lambda d: d["macs"] / 1000)
-    save_table(run, "costs", pd.concat([costs, cheap], ignore_index=True))
+    RunDir(run).write("costs", pd.concat([costs, cheap], ignore_index=True))
     write_manifest(run, {"suite": "cambrian16", "models": {
         "demo-scope": {"fingerprint": "scope|demo-scope|router|0"},
         "demo-scope@blind": {"fingerprint": "scope|demo-scope@blind|router/blind|0", "trained_policy": "router"},
@@ -340,8 +340,8 @@ def test_runs_without_a_router_report_every_format(run_dir, tmp_path):
     """Only fixed-path models (e.g. `scopebench eval demo-baseline-0`): no routing or oracle section, no crash."""
     run = shutil.copytree(run_dir, tmp_path / "fixed")
     for name in ("scores", "routes", "costs"):
-        table = load_table(run, name)
-        save_table(run, name, table[table["model"] != "demo-scope"])
+        table = RunDir(run).read(name)
+        RunDir(run).write(name, table[table["model"] != "demo-scope"])
     for fmt in ("table", "markdown", "json", "html"):
         r = invoke(run, "--format", fmt)
         assert r.exit_code == 0, r.output

@@ -21,6 +21,7 @@ import pandas as pd
 from scopebench.analysis.aggregate import OVERALL, Aggregate
 from scopebench.analysis.routing import routed_models
 from scopebench.config import ROUTING_KINDS, Policy
+from scopebench.run_dir import ModelEntry
 from scopebench.tables import ERANK_PREFIX
 
 COLUMNS = ["encoder", "group", "capacity", "capacity_vs_shared", "necessity_masked", "necessity_retrained",
@@ -51,28 +52,29 @@ def mean_erank(routes: pd.DataFrame, model: str, encoder: str, categories: dict[
 
 
 def encoder_roles(
-    agg: Aggregate, routes: pd.DataFrame, policies: dict[str, str], categories: dict[str, str],
-    trained_policies: dict[str, str] | None = None,
+    agg: Aggregate, routes: pd.DataFrame, models: dict[str, ModelEntry], categories: dict[str, str],
 ) -> tuple[pd.DataFrame, list[str]]:
     """Capacity, Necessity and effective rank per routed encoder of the full set, per category and overall;
-    plus notes. ``categories`` maps benchmark -> category; ``policies`` / ``trained_policies`` map a model
-    to the policy it ran with and its checkpoint's own (a run of ``demo-scope@fixed:hires`` is neither a
-    trained Baseline-1 nor a masked full model, and takes no part)."""
-    sets = fixed_sets(routes, policies)
-    own = trained_policies or {}
-    masked = {m: s for m, s in sets.items() if "/mask:" in policies.get(m, m)}
-    trained = {m: s for m, s in sets.items() if m not in masked and own.get(m, policies.get(m)) == policies.get(m)}
+    plus notes. ``categories`` maps benchmark -> category; ``models`` holds the manifests' entries: the policy
+    each model ran with, its checkpoint's own and its checkpoint (a run of ``demo-scope@fixed:hires`` is
+    neither a trained Baseline-1 nor a masked full model, and takes no part)."""
+    def entry(m: str) -> ModelEntry:
+        return models.get(m) or ModelEntry.of(m, None)
+
+    sets = fixed_sets(routes, {m: entry(m).policy for m in routes["model"].unique()})
+    masked = {m: s for m, s in sets.items() if "/mask:" in entry(m).policy}
+    trained = {m: s for m, s in sets.items() if m not in masked and entry(m).trained_policy == entry(m).policy}
     if not trained or max(map(len, trained.values())) < 2:
         return pd.DataFrame(columns=COLUMNS), []
     size = max(map(len, trained.values()))
     fulls = [m for m, s in trained.items() if len(s) == size]
     full, full_set = fulls[0], trained[fulls[0]]
-    checkpoint = full.split("@")[0]  # masked runs are named CHECKPOINT@<policy>/mask:e
+    checkpoint = entry(full).base  # masked runs of it are CHECKPOINT@<policy>/mask:e
     notes = [f"encoder roles: several full-set models ({', '.join(fulls)}); Necessity is taken against {full}"] \
         if len(fulls) > 1 else []
 
     def find(pool: dict[str, tuple[str, ...]], encoders: set[str], base: str | None = None) -> str | None:
-        hits = [m for m, s in pool.items() if set(s) == encoders and (base is None or m.split("@")[0] == base)]
+        hits = [m for m, s in pool.items() if set(s) == encoders and (base is None or entry(m).base == base)]
         return hits[0] if hits else None
 
     def at(model: str | None, group: str) -> float:

@@ -19,30 +19,30 @@ import pandas as pd
 
 from scopebench.analysis.aggregate import OVERALL, Aggregate, groups
 from scopebench.analysis.bootstrap import bootstrap_delta, sample_diffs
+from scopebench.run_dir import ModelEntry
 from scopebench.suites import Suite
 
 BLIND = "/blind"
 COLUMNS = ["model", "blind_model", "group", "level", "score", "blind", "gain", "gain_low", "gain_high", "n"]
 
 
-def blind_pairs(policies: dict[str, str], models: list[str]) -> dict[str, str | None]:
-    """Blind model -> the evaluated model it disables vision of (same checkpoint and policy), or None."""
+def blind_pairs(models: dict[str, ModelEntry], names: list[str]) -> dict[str, str | None]:
+    """Blind model -> the evaluated model it disables vision of (same checkpoint, same policy but
+    ``/blind``, per the manifests' entries), or None."""
     out = {}
-    for m in models:
-        policy = policies.get(m, "")
-        if not policy.endswith(BLIND):
+    for m in names:
+        blind = models[m]
+        if not blind.policy.endswith(BLIND):
             continue
-        base, seeing = m.split("@")[0], policy.removesuffix(BLIND)
-        twins = [o for o in models if o != m and o.split("@")[0] == base and policies.get(o) == seeing]
+        seeing = blind.policy.removesuffix(BLIND)
+        twins = [o for o in names if o != m and models[o].base == blind.base and models[o].policy == seeing]
         out[m] = twins[0] if twins else None
     return out
 
 
-def seeing_name(blind: str) -> str:
+def seeing_ref(blind: ModelEntry) -> str:
     """The reference of the model a blind run disables vision of: ``X@blind`` -> ``X``, ``X@P/blind`` -> ``X@P``."""
-    base, _, policy = blind.partition("@")
-    policy = policy.removesuffix(BLIND)
-    return base if policy in ("", "blind") else f"{base}@{policy}"
+    return blind.ref.removesuffix("@blind").removesuffix(BLIND)
 
 
 def vision_gains(

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from lmms_eval.api.instance import Instance
@@ -28,15 +29,14 @@ FINGERPRINT = "scope2"  # "scope" fingerprints (earlier scopebench) hashed only 
 def model_fingerprint(ref: str, policy: str | None = None, dtype: str = "float32") -> str:
     """A stable id for a model as it runs: ``scope2|NAME|POLICY|HASH``, HASH over its config, the dtype it runs
     in and every byte of its checkpoint folder (weights, shards, tokenizer)."""
-    from scopebench.models.registry import inference_policy, resolve
+    from scopebench.models.registry import resolve
 
-    _, cfg, folder = resolve(ref)
-    policy = policy or inference_policy(ref)[1]
-    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    model = resolve(ref)
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
     h.update(dtype.encode())
-    if folder is not None:
-        h.update(folder_digest(folder).encode())
-    return f"{FINGERPRINT}|{cfg.name}|{policy or cfg.policy}|{h.hexdigest()[:16]}"
+    if model.folder is not None:
+        h.update(folder_digest(model.folder).encode())
+    return f"{FINGERPRINT}|{model.config.name}|{policy or model.policy}|{h.hexdigest()[:16]}"
 
 
 def folder_digest(folder: Path) -> str:
@@ -57,6 +57,30 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
         while chunk := f.read(8 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+class Request(NamedTuple):
+    """A simple-model lmms-eval request's ``args``. ``target``: generation kwargs (generate_until) or the
+    continuation, a string or a function of the document (loglikelihood)."""
+
+    context: str
+    target: Any
+    doc_to_visual: Callable | None
+    doc_id: int
+    task: str
+    split: str
+
+    @property
+    def gen_kwargs(self) -> dict | None:
+        return self.target
+
+
+def _cut(text: str, until: list[str]) -> str:
+    """A generated answer up to its first stop string."""
+    for stop in until:
+        if stop and stop in text:
+            text = text.split(stop)[0]
+    return text
 
 
 def _last_byte(path: Path) -> bytes:
@@ -183,85 +207,67 @@ class ScopeLMM(lmms):
         }
 
     # ----- lmms-eval API --------------------------------------------------------------------------
-    def _visual(self, doc_to_visual, task, split, doc_id):
-        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual else []
-        return visuals[0] if visuals else None
-
-    def _batches(self, requests: list[Instance]):
-        order = sorted(range(len(requests)), key=lambda i: len(requests[i].args[0]))
-        for start in range(0, len(order), self.batch_size):
-            yield order[start : start + self.batch_size]
-
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        results: list[str | None] = [None] * len(requests)
-        for idx in self._batches(requests):
-            todo, logged = [], []
-            for i in idx:
-                ctx, _, _, doc_id, task, _ = requests[i].args
-                key = self._key(task, doc_id, "gen", ctx)
-                if key in self.done:
-                    results[i] = self.done[key]["answer"]
-                else:
-                    todo.append((i, key))
-            if todo:
-                first = requests[todo[0][0]].args[1] or {}
-                until = first.get("until") or []
-                until = [until] if isinstance(until, str) else until
-                max_new = self.max_new_tokens or first.get("max_new_tokens") or self.model.cfg.max_new_tokens
-                images = images_to_tensor(
-                    [self._visual(requests[i].args[2], requests[i].args[4], requests[i].args[5], requests[i].args[3])
-                     for i, _ in todo], self.canvas,
-                ).to(self._device, next(self.model.parameters()).dtype)
-                start = time.perf_counter()
-                gen = self.model.generate(images, [requests[i].args[0] for i, _ in todo], max_new_tokens=int(max_new))
-                self.model_seconds += time.perf_counter() - start
-                for j, (i, key) in enumerate(todo):
-                    text = gen.texts[j]
-                    for stop in until:
-                        if stop and stop in text:
-                            text = text.split(stop)[0]
-                    results[i] = text
-                    rec = self._route_record(key, requests[i].args[4], requests[i].args[3], gen.routes[j],
-                                             None if gen.probs is None else gen.probs[j], gen.eranks, j)
-                    rec["answer"] = text
-                    logged.append(rec)
-                self._log(logged)
-            if self.on_batch:
-                self.on_batch(len(idx), len(requests))
-        return results
+        def compute(images: torch.Tensor, batch: list[Request]):
+            kwargs = batch[0].gen_kwargs or {}  # one task per call: its generation settings
+            until = kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else until
+            max_new = self.max_new_tokens or kwargs.get("max_new_tokens") or self.model.cfg.max_new_tokens
+            gen = self.model.generate(images, [r.context for r in batch], max_new_tokens=int(max_new))
+            return [_cut(text, until) for text in gen.texts], gen.routes, gen.probs, gen.eranks
+
+        return self._answer(requests, "gen", lambda r: r.context, compute)
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        results: list[tuple[float, bool] | None] = [None] * len(requests)
-        for idx in self._batches(requests):
-            todo, logged = [], []
-            for i in idx:
-                ctx, target, _, doc_id, task, split = requests[i].args
-                cont = target if isinstance(target, str) else target(self.task_dict[task][split][doc_id])
-                key = self._key(task, doc_id, "ll", ctx + "\x00" + cont)
-                if key in self.done:
-                    results[i] = tuple(self.done[key]["answer"])
-                else:
-                    todo.append((i, key, cont))
+        def compute(images: torch.Tensor, batch: list[Request]):
+            scored, routes, probs, eranks = self.model.loglikelihood(
+                images, [r.context for r in batch], [self._continuation(r) for r in batch])
+            return [list(s) for s in scored], routes, probs, eranks
+
+        answers = self._answer(requests, "ll", lambda r: r.context + "\x00" + self._continuation(r), compute)
+        return [tuple(a) for a in answers]
+
+    def _answer(self, requests: list[Instance], kind: str, key_text: Callable[[Request], str], compute) -> list:
+        """The one request loop: batches sorted by prompt length; answers already in the trace are reused,
+        the rest computed by ``compute(images, requests) -> (answers, routes, probs, eranks)`` and logged
+        with their routes."""
+        reqs = [Request(*r.args) for r in requests]
+        results: list = [None] * len(reqs)
+        order = sorted(range(len(reqs)), key=lambda i: len(reqs[i].context))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            keys = {i: self._key(reqs[i].task, reqs[i].doc_id, kind, key_text(reqs[i])) for i in idx}
+            todo = [i for i in idx if keys[i] not in self.done]
+            for i in set(idx) - set(todo):
+                results[i] = self.done[keys[i]]["answer"]
             if todo:
-                images = images_to_tensor(
-                    [self._visual(requests[i].args[2], requests[i].args[4], requests[i].args[5], requests[i].args[3])
-                     for i, _, _ in todo], self.canvas,
-                ).to(self._device, next(self.model.parameters()).dtype)
-                start = time.perf_counter()
-                scored, routes, probs, eranks = self.model.loglikelihood(
-                    images, [requests[i].args[0] for i, _, _ in todo], [c for _, _, c in todo]
-                )
-                self.model_seconds += time.perf_counter() - start
-                for j, (i, key, _) in enumerate(todo):
-                    results[i] = scored[j]
-                    rec = self._route_record(key, requests[i].args[4], requests[i].args[3], routes[j],
+                batch = [reqs[i] for i in todo]
+                images = images_to_tensor([self._visual(r) for r in batch], self.canvas).to(
+                    self._device, next(self.model.parameters()).dtype)
+                begin = time.perf_counter()
+                answers, routes, probs, eranks = compute(images, batch)
+                self.model_seconds += time.perf_counter() - begin
+                logged = []
+                for j, i in enumerate(todo):
+                    results[i] = answers[j]
+                    rec = self._route_record(keys[i], reqs[i].task, reqs[i].doc_id, routes[j],
                                              None if probs is None else probs[j], eranks, j)
-                    rec["answer"] = list(scored[j])
-                    logged.append(rec)
+                    logged.append({**rec, "answer": answers[j]})
                 self._log(logged)
             if self.on_batch:
-                self.on_batch(len(idx), len(requests))
+                self.on_batch(len(idx), len(reqs))
         return results
+
+    def _doc(self, r: Request):
+        return self.task_dict[r.task][r.split][r.doc_id]
+
+    def _visual(self, r: Request):
+        visuals = r.doc_to_visual(self._doc(r)) if r.doc_to_visual else []
+        return visuals[0] if visuals else None
+
+    def _continuation(self, r: Request) -> str:
+        """A log-likelihood request's continuation: a string, or a function of the document."""
+        return r.target if isinstance(r.target, str) else r.target(self._doc(r))
 
     def clean(self) -> None:
         """lmms-eval calls this after each evaluation; the model stays loaded for the next task."""

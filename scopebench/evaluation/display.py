@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 from scopebench.analysis.aggregate import OVERALL, aggregate, groups
+from scopebench.run_dir import RunDir
 from scopebench.suites import Suite
-from scopebench.tables import load_table
 
 
 def _cell(value: float, present: int, size: int) -> str:
@@ -23,7 +23,7 @@ def score_summary(out: Path, suite: Suite, wanted: set[tuple[str, str]]) -> dict
     Category and overall values are plain means; a group with missing benchmarks is marked partial.
     Values are unrounded: rounding before averaging (or twice) can flip the printed digit.
     """
-    scores = load_table(out, "scores")
+    scores = RunDir(out).read("scores")
     scores = scores[[(m, b) in wanted for m, b in zip(scores["model"], scores["benchmark"], strict=True)]]
     agg = aggregate(scores, suite)
     summary = {}

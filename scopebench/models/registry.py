@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -73,28 +74,58 @@ def _check_policy(cfg: ModelConfig, policy: str, ref: str) -> None:
                               "use fixed:NAME, all, random or <policy>/mask:NAME")
 
 
-def resolve(ref: str, accepted: str = "a checkpoint folder, a demo model or a preset") -> tuple[str, ModelConfig, Path | None]:
-    """Reference -> (kind, config, checkpoint folder or None); kind is checkpoint, demo or preset.
+@dataclass(frozen=True)
+class ModelRef:
+    """A model reference, parsed once. ``config`` keeps the trained policy (it decides which modules exist)
+    and is named like the run names the model; ``policy`` is the one it runs with; ``base`` the reference
+    without ``@POLICY`` for a checkpoint or demo model (``ref`` itself otherwise)."""
 
-    For ``CHECKPOINT@POLICY`` the config keeps the trained policy (it decides which modules exist)
-    and is named ``NAME@POLICY``; :func:`load_model` applies the policy after loading. ``accepted``:
-    what the calling command takes, for the unknown-model error."""
+    ref: str
+    kind: str  # checkpoint | demo | preset
+    config: ModelConfig
+    folder: Path | None
+    policy: str
+    base: str
+
+    @property
+    def name(self) -> str:
+        """The model's name in a run's tables: the config's, or the reference for a preset."""
+        return self.ref if self.kind == "preset" else self.config.name
+
+    @property
+    def inference_policy(self) -> str | None:
+        """The policy applied after loading (CHECKPOINT@POLICY), None when the model runs as trained."""
+        return None if self.base == self.ref else self.policy
+
+    def manifest_entry(self) -> dict[str, str | None]:
+        """What a run's manifest records of the model, so later stages need not parse its name."""
+        return {"ref": self.ref, "kind": self.kind, "checkpoint": None if self.folder is None else str(self.folder),
+                "base": self.base, "policy": self.policy, "trained_policy": self.config.policy}
+
+
+def resolve(ref: str, accepted: str = "a checkpoint folder, a demo model or a preset") -> ModelRef:
+    """Parse a model reference: a checkpoint folder, a demo model or a preset, with an optional
+    ``@VARIANT_OR_POLICY``. ``accepted``: what the calling command takes, for the unknown-model error."""
     path = Path(ref).expanduser()
     if is_checkpoint(path):
-        return "checkpoint", read_config(path), path
+        cfg = read_config(path)
+        return ModelRef(ref, "checkpoint", cfg, path, cfg.policy, ref)
     demos = demo_models()
     if ref in demos:
-        return "demo", read_config(demos[ref]), demos[ref]
+        cfg = read_config(demos[ref])
+        return ModelRef(ref, "demo", cfg, demos[ref], cfg.policy, ref)
     base, policy = inference_policy(ref)
     if policy is not None:
-        kind, cfg, folder = resolve(base, accepted)
-        _check_policy(cfg, policy, ref)
-        return kind, dataclasses.replace(cfg, name=f"{cfg.name}@{ref.rpartition('@')[2]}"), folder
+        own = resolve(base, accepted)
+        _check_policy(own.config, policy, ref)
+        cfg = dataclasses.replace(own.config, name=f"{own.config.name}@{ref.rpartition('@')[2]}")
+        return ModelRef(ref, own.kind, cfg, own.folder, policy, base)
     name, _, variant = ref.partition("@")
     presets = preset_files()
     if name in presets:
         cfg = load_preset(name)
-        return "preset", with_policy(cfg, variant) if variant else cfg, None
+        cfg = with_policy(cfg, variant) if variant else cfg
+        return ModelRef(ref, "preset", cfg, None, cfg.policy, ref)
     if path.exists():
         raise ScopebenchError(f"{path}: not a scopebench checkpoint (no scopebench.json inside)")
     known = list(demos) + list(presets)
@@ -121,8 +152,9 @@ def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | 
     from scopebench.models.build import build_model
     from scopebench.models.checkpoint import load_checkpoint
 
-    kind, cfg, folder = resolve(ref)
-    policy = policy or inference_policy(ref)[1]
+    model_ref = resolve(ref)
+    kind, cfg, folder = model_ref.kind, model_ref.config, model_ref.folder
+    policy = policy or model_ref.inference_policy
     if folder is not None and not meta:
         try:
             model = load_checkpoint(folder, device=device)
@@ -147,10 +179,11 @@ def show_models(name: str | None, json_out: bool = False) -> None:
 
     console = Console()
     if name:
-        kind, cfg, folder = resolve(name)
-        runs_with = inference_policy(name)[1] if folder else None  # CHECKPOINT@POLICY: config keeps the trained one
+        found = resolve(name)
+        kind, cfg, folder = found.kind, found.config, found.folder
+        runs_with = found.inference_policy  # CHECKPOINT@POLICY: the config keeps the trained one
         data = {"ref": name, "kind": kind, "checkpoint": str(folder) if folder else None,
-                "inference_policy": runs_with or cfg.policy, "config": cfg.to_dict()}
+                "inference_policy": found.policy, "config": cfg.to_dict()}
         if json_out:
             print(json.dumps(data, indent=2, default=str))
             return

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from scopebench.profiling.components import DECODE_PER_TOKEN
-from scopebench.tables import conform, load_table, locked, save_table
+from scopebench.run_dir import RunDir
+from scopebench.tables import conform
 
 TOTAL = "total"
 STATIC_KINDS = ("path", "reference", "expected")
@@ -42,15 +43,12 @@ def flops_rows(result: dict) -> pd.DataFrame:
 
 
 def _replace(run_dir: Path, model: str, kinds: tuple[str, ...], new: pd.DataFrame, keep=None) -> None:
-    """Drop the model's rows of ``kinds`` (those matching ``keep`` survive) and append ``new``; atomic, under
-    the run's lock."""
-    with locked(run_dir):
-        old = conform(load_table(run_dir, "costs", required=False), "costs")
-        drop = (old["model"] == model) & old["kind"].isin(kinds)
-        if keep is not None:
-            drop &= ~keep(old)
-        frames = [f for f in (old[~drop], new) if len(f)]
-        save_table(run_dir, "costs", pd.concat(frames, ignore_index=True) if frames else new)
+    """Drop the model's rows of ``kinds`` (those matching ``keep`` survive) and append ``new``."""
+    def drop(old: pd.DataFrame) -> pd.Series:
+        out = (old["model"] == model) & old["kind"].isin(kinds)
+        return out & ~keep(old) if keep is not None else out
+
+    RunDir(run_dir).replace_rows("costs", new, drop)
 
 
 def write_flops(run_dir: Path, result: dict) -> pd.DataFrame:
@@ -58,7 +56,7 @@ def write_flops(run_dir: Path, result: dict) -> pd.DataFrame:
     from scopebench.analysis.compute import expected_costs
 
     rows = flops_rows(result)
-    routes = load_table(run_dir, "routes", required=False)
+    routes = RunDir(run_dir).read("routes", required=False)
     routes = routes[routes["model"] == result["model"]]
     expected = expected_costs(routes, rows) if len(routes) else conform(pd.DataFrame(), "costs")
     ref = [p["total"]["macs"] for p in result["paths"] if p["reference"]]

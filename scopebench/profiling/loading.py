@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from scopebench.config import SOURCES, EncoderConfig
 from scopebench.errors import ScopebenchError
-from scopebench.models.encoders import SOURCES, EncoderConfig
 
 CPU_MAX_PARAMS = 2_000_000_000  # larger models are too slow to time on a CPU
 
@@ -64,13 +64,13 @@ def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
     """Build ``ref`` for counting. Presets (no weights) and ``meta`` build on the meta device; checkpoints
     load their weights on the CPU (random weights when ``image_size`` changes their encoders)."""
     from scopebench.models.build import build_model
-    from scopebench.models.registry import inference_policy, load_model
+    from scopebench.models.registry import load_model
 
     _check_size(image_size)
     if is_encoder_spec(ref):
         return Target(ref, "encoder", _encoder(ref, image_size, "meta" if meta else "cpu"), True)
-    kind, cfg, folder = _resolve(ref)
-    label = ref if kind == "preset" else cfg.name
+    model_ref = _resolve(ref)
+    kind, cfg, folder, label = model_ref.kind, model_ref.config, model_ref.folder, model_ref.name
     notes = []
     if kind == "preset" and not meta:
         meta = True
@@ -85,8 +85,8 @@ def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
         model = build_model(cfg)
         if folder is not None:
             notes.append("--image-size changes the encoders: counted with random weights (counts do not depend on them)")
-    if (policy := inference_policy(ref)[1]) is not None:  # CHECKPOINT@POLICY; build_model ignores it
-        model.set_policy(policy)
+    if model_ref.inference_policy is not None:  # CHECKPOINT@POLICY; build_model ignores it
+        model.set_policy(model_ref.inference_policy)
     return Target(label, kind, model.eval(), False, notes)
 
 
@@ -144,11 +144,11 @@ def load_for_latency(ref: str, device: str, dtype: torch.dtype) -> Target:
         _check_fits(ref, _encoder(ref, None, "meta"), dev, dtype)
         with _building(dev, dtype):
             return Target(ref, "encoder", _encoder(ref, None, dev).to(dtype), True)
-    kind, cfg, folder = _resolve(ref)
-    _check_fits(ref, build_model(cfg, meta=True), dev, dtype)
-    if folder is not None:
+    model_ref = _resolve(ref)
+    _check_fits(ref, build_model(model_ref.config, meta=True), dev, dtype)
+    if model_ref.folder is not None:
         model = load_model(ref, device=device)
     else:
         with _building(dev, dtype):
-            model = build_model(cfg)
-    return Target(ref if kind == "preset" else cfg.name, kind, model.to(dtype).eval(), False)
+            model = build_model(model_ref.config)
+    return Target(model_ref.name, model_ref.kind, model.to(dtype).eval(), False)

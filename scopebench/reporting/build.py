@@ -27,7 +27,7 @@ from scopebench.analysis.routing import (
     router_pool,
     routing_stats,
 )
-from scopebench.analysis.vision import blind_pairs, seeing_name, vision_gains
+from scopebench.analysis.vision import blind_pairs, seeing_ref, vision_gains
 from scopebench.errors import ScopebenchError
 from scopebench.reporting.inputs import Runs
 from scopebench.suites import Suite
@@ -167,7 +167,8 @@ def build_report(
     scores = pd.concat([f[keep] for f in (runs.scores, external) if f is not None and len(f)], ignore_index=True)
     agg = aggregate(scores, runs.suite)
     # runs with vision disabled are compared with their own model only: no costs, no baseline, no front
-    blind = blind_pairs(runs.policies, list(dict.fromkeys(runs.scores["model"])))
+    names = list(dict.fromkeys(runs.scores["model"]))
+    blind = blind_pairs({m: runs.entry(m) for m in names}, names)
     seeing, costs = (t[~t["model"].isin(blind)] for t in (runs.routes, runs.costs))
     models, expected = _costs(_model_rows(scores, runs.routes), scores, seeing, costs, notes)
     models["overall"] = models["model"].map(agg.categories[OVERALL])
@@ -177,7 +178,7 @@ def build_report(
                      "they route on the real image, then encode a black one (the shared encoder runs twice)")
     for m, twin in blind.items():
         if twin is None:
-            notes.append(f"no vision gain for {m}: evaluate the same model with vision ({seeing_name(m)})")
+            notes.append(f"no vision gain for {m}: evaluate the same model with vision ({seeing_ref(runs.entry(m))})")
     is_blind = models["model"].isin(blind)
     models["pareto"] = pareto_front(models["overall"].where(~is_blind), models["expected_flops"])
     costed_runs = set(runs.costs["run"])
@@ -197,7 +198,7 @@ def build_report(
     models = models[[*_FIRST, *cats.columns, *agg.benchmarks.columns, *_LAST]]
     routing, oracle = _routing(seeing, runs.suite, notes)
     categories = {b.name: b.category for b in runs.suite.benchmarks}
-    roles, role_notes = encoder_roles(agg, seeing, runs.policies, categories, runs.trained_policies)
+    roles, role_notes = encoder_roles(agg, seeing, runs.models, categories)
     vision = vision_gains(agg, runs.routes, blind, runs.suite, n_resamples, seed)
     return Report(runs.suite, runs.dirs, agg, models, expected, _paths(costs), routing, oracle, roles,
                   vision, notes + role_notes)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from scopebench.errors import ScopebenchError
+from scopebench.run_dir import ModelEntry, RunDir
 from scopebench.suites import Suite, load_suite
-from scopebench.tables import conform, load_table, read_manifest, table_path
+from scopebench.tables import conform
 
 EXTERNAL_COLUMNS = ("model", "benchmark", "score")
 
@@ -22,8 +23,11 @@ class Runs:
     routes: pd.DataFrame
     costs: pd.DataFrame
     notes: list[str] = field(default_factory=list)
-    policies: dict[str, str] = field(default_factory=dict)  # model -> policy it ran with (manifest fingerprint)
-    trained_policies: dict[str, str] = field(default_factory=dict)  # model -> its checkpoint's own policy
+    models: dict[str, ModelEntry] = field(default_factory=dict)  # what the manifests say of each model
+
+    def entry(self, model: str) -> ModelEntry:
+        """A model's manifest entry (derived from its name for a model no manifest lists)."""
+        return self.models.get(model) or ModelEntry.of(model, None)
 
 
 def _suite_of(run_dir: Path, manifest: dict, scores: pd.DataFrame) -> str:
@@ -42,7 +46,7 @@ def _suite_of(run_dir: Path, manifest: dict, scores: pd.DataFrame) -> str:
 
 def _same_suite(run_dir: Path, suite: Suite, scores: pd.DataFrame) -> None:
     """Refuse a scores table whose rows were made with another suite than ``suite`` (the manifest's)."""
-    where = table_path(run_dir, "scores")
+    where = RunDir(run_dir).file("scores")
     other = sorted(set(scores["suite"].dropna().astype(str)) - {suite.name})
     if other:
         raise ScopebenchError(f"{run_dir / 'manifest.json'}: field 'suite' is '{suite.name}' but {where} "
@@ -52,21 +56,6 @@ def _same_suite(run_dir: Path, suite: Suite, scores: pd.DataFrame) -> None:
         if str(task) not in (b.task, b.judge_task):
             raise ScopebenchError(f"{where}: column 'task': '{task}' is not a task of {b.name} in suite "
                                   f"'{suite.name}' ({b.task}); report the run under the suite it used")
-
-
-def _policies(manifest: dict) -> tuple[dict[str, str], dict[str, str]]:
-    """Model -> the policy it ran with (from its fingerprint ``scope|name|policy|hash``), and -> its
-    checkpoint's own policy (``trained_policy``), for the models a run's manifest lists."""
-    ran, trained = {}, {}
-    for model, entry in manifest.get("models", {}).items():
-        if not isinstance(entry, dict):
-            continue
-        parts = str(entry.get("fingerprint", "")).split("|")
-        if len(parts) == 4:
-            ran[model] = parts[2]
-        if entry.get("trained_policy"):
-            trained[model] = str(entry["trained_policy"])
-    return ran, trained
 
 
 def _no_duplicates(df: pd.DataFrame, keys: list[str], what: str) -> None:
@@ -87,19 +76,19 @@ def load_runs(run_dirs: list[Path]) -> Runs:
     frames: dict[str, list[pd.DataFrame]] = {"scores": [], "routes": [], "costs": []}
     suites: dict[str, Path] = {}
     suite = None
-    notes, policies, trained = [], {}, {}
-    for run in map(Path, run_dirs):
-        if not run.is_dir():
+    notes, models = [], {}
+    for run in map(RunDir, run_dirs):
+        if not run.path.is_dir():
             raise ScopebenchError(f"{run}: not a directory; pass a run directory written by `scopebench eval`")
-        scores = load_table(run, "scores")
+        scores = run.read("scores")
         if scores.empty:
-            raise ScopebenchError(f"{table_path(run, 'scores')}: no rows; evaluate a model with `scopebench eval`")
-        manifest = read_manifest(run)
-        name = _suite_of(run, manifest, scores)
+            raise ScopebenchError(f"{run.file('scores')}: no rows; evaluate a model with `scopebench eval`")
+        manifest = run.manifest()
+        name = _suite_of(run.path, manifest, scores)
         try:
             suite = load_suite(name)
         except ScopebenchError as err:
-            where = run / "manifest.json" if manifest.get("suite") else table_path(run, "scores")
+            where = run.path / "manifest.json" if manifest.get("suite") else run.file("scores")
             raise ScopebenchError(f"{where}: suite: {err}") from None
         suites.setdefault(suite.name, run)
         if len(suites) > 1:
@@ -107,19 +96,17 @@ def load_runs(run_dirs: list[Path]) -> Runs:
             raise ScopebenchError(
                 f"{rb}: suite '{b}' differs from suite '{a}' of {ra}; report runs of one suite together"
             )
-        scores = suite.with_benchmark_names(scores, table_path(run, "scores"))
-        _same_suite(run, suite, scores)
-        routes = load_table(run, "routes")
-        costs = load_table(run, "costs", required=False)
-        ran, own = _policies(manifest)
-        policies.update(ran)
-        trained.update(own)
+        scores = suite.with_benchmark_names(scores, run.file("scores"))
+        _same_suite(run.path, suite, scores)
+        routes = run.read("routes")
+        costs = run.read("costs", required=False)
+        models.update(run.models())
         if costs.empty:
             notes.append(f"{run}: no costs: run `scopebench flops MODEL --output {run}`")
         frames["scores"].append(scores.assign(run=str(run)))
-        frames["routes"].append(suite.with_benchmark_names(routes, table_path(run, "routes")).assign(run=str(run)))
+        frames["routes"].append(suite.with_benchmark_names(routes, run.file("routes")).assign(run=str(run)))
         if len(costs):
-            costs = suite.with_benchmark_names(costs, table_path(run, "costs"))
+            costs = suite.with_benchmark_names(costs, run.file("costs"))
         frames["costs"].append(costs.assign(run=str(run)))
     scores, routes, costs = (conform(pd.concat(frames[k], ignore_index=True), k) for k in ("scores", "routes", "costs"))
     _no_duplicates(scores, ["model", "benchmark"], "scores")
@@ -128,7 +115,7 @@ def load_runs(run_dirs: list[Path]) -> Runs:
     routes["encoder"] = routes["encoder"].fillna("").astype(str)
     scores["score"] = pd.to_numeric(scores["score"], errors="coerce")
     routes["sample_score"] = pd.to_numeric(routes["sample_score"], errors="coerce")
-    return Runs(suite, [Path(d) for d in run_dirs], scores.assign(source="run"), routes, costs, notes, policies, trained)
+    return Runs(suite, [Path(d) for d in run_dirs], scores.assign(source="run"), routes, costs, notes, models)
 
 
 def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
