@@ -5,9 +5,9 @@ letter. This probe trains the demo LLM (text only, no image) on prompts that sta
 ("It is red." then lettered options, MMBench or CV-Bench layout) and prints held-out exact match
 every 500 steps, so a text-only stage can be sized before it is put in front of the recipe:
 
-    python benchmarks/probe_demo_lookup.py                      # 2-5 options of 1-2 words
-    python benchmarks/probe_demo_lookup.py --single             # 4 options of one word
-    python benchmarks/probe_demo_lookup.py --hidden 192 --steps 1000
+    python experiments/probe_demo_lookup.py                      # 2-5 options of 1-2 words
+    python experiments/probe_demo_lookup.py --single             # 4 options of one word
+    python experiments/probe_demo_lookup.py --hidden 192 --steps 1000
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Prints, per task, the held-out answer loss with the right images and with images
 the batch (their difference = how much the model uses the image), then saves a checkpoint that
 ``scopebench eval DIR`` scores on cambrian16-mini:
 
-    python benchmarks/probe_demo_mixture.py --output /tmp/probe-warm --warmup 500 --lr 1e-3
+    python experiments/probe_demo_mixture.py --output /tmp/probe-warm --warmup 500 --lr 1e-3
     scopebench eval /tmp/probe-warm --output /tmp/probe-warm-run
 """
 

@@ -6,9 +6,9 @@ lettered multiple-choice layout of MMBench-style tasks, and prints the held-out 
 images and with images shuffled across the batch (equal: the image is ignored) and teacher-forced
 exact match. Options test what the letter format needs:
 
-    python benchmarks/probe_demo_skill.py --format open       # learned, image used
-    python benchmarks/probe_demo_skill.py --format letters    # chance, image ignored
-    python benchmarks/probe_demo_skill.py --format letters --steps 900 --lr 1e-3 \\
+    python experiments/probe_demo_skill.py --format open       # learned, image used
+    python experiments/probe_demo_skill.py --format letters    # chance, image ignored
+    python experiments/probe_demo_skill.py --format letters --steps 900 --lr 1e-3 \\
         --llm-layers 4 --text-pretrain 1000 --mix-open        # above chance
 """
 
