@@ -116,11 +116,13 @@ def compare_routes(run: Tables, base: Tables, tolerance: float) -> list[Finding]
         out.append(Finding("route", *key, 0.0, share, share, status, detail))
     for key, total in routed.items():
         if key not in compared:
-            out.append(Finding("route", *key, 0.0, None, None, "missing", f"none of the baseline's {total} samples in the run"))
+            out.append(Finding("route", *key, 0.0, None, None, "missing",
+                               f"none of the baseline's {total} samples in the run"))
     return out
 
 
-def _changed_samples(new: pd.DataFrame, old: pd.DataFrame, column: str) -> dict[tuple[str, str], tuple[int, int]]:
+def _changed_samples(new: pd.DataFrame, old: pd.DataFrame,
+                     column: str) -> dict[tuple[str, str], tuple[int, int]]:
     """(model, benchmark) -> (samples whose ``column`` differs, samples in both runs)."""
     keys = ["model", "benchmark", "doc_id"]
     if new.empty or old.empty:
@@ -153,7 +155,8 @@ def compare_costs(run: Tables, base: Tables, tolerance: float) -> list[Finding]:
     new, old = _cost_values(run["costs"]), _cost_values(base["costs"])
     if new.empty and not old.empty:  # one line per model, not one per row
         return [Finding("cost", model, "costs table", float(len(rows)), None, None, "missing",
-                        f"{len(rows)} baseline rows; add them with `scopebench flops {model} --output RUN_DIR`")
+                        f"{len(rows)} baseline rows; "
+                        f"add them with `scopebench flops {model} --output RUN_DIR`")
                 for model, rows in old.groupby(level=0)]
     out = []
     for key, before in old.items():
@@ -198,11 +201,13 @@ def run_check(
     run, base = ({name: d.read(name, required=name == "scores") for name in ("scores", "routes", "costs")}
                  for d in dirs)
     if base["scores"].empty:
-        raise ScopebenchError(f"{dirs[1].file('scores')}: the baseline holds no scores; give a run directory or "
+        raise ScopebenchError(f"{dirs[1].file('scores')}: the baseline holds no scores; "
+                              "give a run directory or "
                               "scores file with rows")
     suites = (_suite(dirs[0], run["scores"]), _suite(dirs[1], base["scores"]))
     if all(suites) and suites[0] != suites[1]:
-        raise ScopebenchError(f"{run_dir} evaluated suite '{suites[0]}' but the baseline {baseline} '{suites[1]}'; "
+        raise ScopebenchError(f"{run_dir} evaluated suite '{suites[0]}' "
+                              f"but the baseline {baseline} '{suites[1]}'; "
                               "compare runs of the same suite")
     known = suites[0] or suites[1]
     if known:  # every benchmark must belong to the suite; task ids become benchmark names
@@ -220,7 +225,8 @@ def run_check(
     if json_out:
         print(json.dumps({
             "passed": passed, "run": str(run_dir), "baseline": str(baseline),
-            "tolerances": {"score_points": tolerance, "route_percent": route_tolerance, "cost_percent": cost_tolerance},
+            "tolerances": {"score_points": tolerance, "route_percent": route_tolerance,
+                           "cost_percent": cost_tolerance},
             "versions_changed": {k: {"baseline": a, "run": b} for k, (a, b) in changed.items()},
             "notes": notes, "findings": [asdict(f) for f in findings],
         }, indent=2))
@@ -242,9 +248,11 @@ def print_check(findings: list[Finding], passed: bool, tolerances: tuple[float, 
     for check, tol in zip(UNITS, tolerances, strict=True):
         mine = [f for f in findings if f.check == check]
         if mine:
-            counts = ", ".join(f"{sum(f.status == s for f in mine)} {s}" for s in ("ok", "improved", "regressed", "missing"))
+            counts = ", ".join(f"{sum(f.status == s for f in mine)} {s}"
+                               for s in ("ok", "improved", "regressed", "missing"))
             console.print(f"{check}s: {len(mine)} compared: {counts} (tolerance {tol:g} {UNITS[check]})")
-    shown = sorted((f for f in findings if f.status != "ok"), key=lambda f: (f.status not in FAILING, f.check, f.model, f.item))
+    shown = sorted((f for f in findings if f.status != "ok"),
+                   key=lambda f: (f.status not in FAILING, f.check, f.model, f.item))
     if shown:
         table = Table(title="changes beyond tolerance", title_style="bold")
         for col in ("status", "check", "model", "benchmark / path", "baseline", "run", "change", "detail"):

@@ -16,13 +16,15 @@ from scopebench.errors import ScopebenchError
 
 app = typer.Typer(
     name="scopebench",
-    help="Benchmark multi-encoder VLMs (SCOPE Mixture-of-Encoders and baselines): accuracy, FLOPs, latency, routing.",
+    help="Benchmark multi-encoder VLMs (SCOPE Mixture-of-Encoders and baselines): accuracy, FLOPs, latency, "
+    "routing.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-demo_app = typer.Typer(help="Build the offline demo: the cambrian16-mini suite and the tiny demo checkpoints.")
+demo_app = typer.Typer(
+    help="Build the offline demo: the cambrian16-mini suite and the tiny demo checkpoints.")
 app.add_typer(demo_app, name="demo")
 
 
@@ -80,7 +82,8 @@ Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 @app.command()
 @user_errors
 def models(
-    name: Annotated[str | None, typer.Argument(help="A preset, demo model or checkpoint dir to show in full.")] = None,
+    name: Annotated[str | None, typer.Argument(
+        help="A preset, demo model or checkpoint dir to show in full.")] = None,
     json_out: Json = False,
 ) -> None:
     """List model presets, demo models and checkpoints; with NAME, show its resolved config."""
@@ -93,15 +96,18 @@ def models(
 @user_errors
 def eval_(
     model: Annotated[
-        list[str] | None, typer.Argument(help="Checkpoint dirs, presets or demo model names (default: the demo models).")
+        list[str] | None,
+        typer.Argument(help="Checkpoint dirs, presets or demo model names (default: the demo models).")
     ] = None,
     suite: Annotated[str, typer.Option(help="Built-in suite name or suite YAML file.")] = "cambrian16-mini",
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated benchmark names or task ids (default: all).")] = None,
+    tasks: Annotated[str | None, typer.Option(
+        help="Comma-separated benchmark names or task ids (default: all).")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N samples of each task.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass (grouped by route).")] = 16,
     device: Device = "cpu",
     output: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<suite>).")] = None,
-    judge: Annotated[bool, typer.Option(help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
+    judge: Annotated[bool, typer.Option(
+        help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace the results of another model of the same name in --output.")] = False,
     json_out: Json = False,
@@ -110,23 +116,29 @@ def eval_(
     from scopebench.evaluation.runner import run_eval
 
     if tasks is not None and not tasks.strip():
-        raise ScopebenchError("--tasks is empty; give comma-separated benchmark names or task ids, or leave it out for all")
+        raise ScopebenchError(
+            "--tasks is empty; give comma-separated benchmark names or task ids, or leave it out for all")
     run_eval(
         models=model or [], suite=suite, tasks=tasks.split(",") if tasks else None, limit=limit,
-        batch_size=batch_size, device=device, output=output, judge=judge, json_out=json_out, overwrite=overwrite,
+        batch_size=batch_size, device=device, output=output, judge=judge, json_out=json_out,
+        overwrite=overwrite,
     )
 
 
 @app.command()
 @user_errors
 def flops(
-    model: Annotated[str, typer.Argument(help="Checkpoint dir, preset, demo model, or encoder spec (timm:NAME, open_clip:NAME, hf:ID).")],
+    model: Annotated[str, typer.Argument(
+        help="Checkpoint dir, preset, demo model, or encoder spec (timm:NAME, open_clip:NAME, hf:ID).")],
     image_size: Annotated[int | None, typer.Option(help="Override every encoder's input resolution.")] = None,
     prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
-    generated_tokens: Annotated[int, typer.Option(help="Generated tokens (decode cost per token is reported).")] = 16,
-    meta: Annotated[bool, typer.Option("--meta", help="Count on the meta device: no weights, any size.")] = False,
+    generated_tokens: Annotated[int, typer.Option(
+        help="Generated tokens (decode cost per token is reported).")] = 16,
+    meta: Annotated[bool, typer.Option(
+        "--meta", help="Count on the meta device: no weights, any size.")] = False,
     counter: Annotated[str, typer.Option(help="fvcore (jit trace) or torch (FlopCounterMode).")] = "fvcore",
-    output: Annotated[Path | None, typer.Option(help="Run directory: add per-path costs and expected costs under routing.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Run directory: add per-path costs and expected costs under routing.")] = None,
     json_out: Json = False,
 ) -> None:
     """Count MACs and FLOPs (= 2 x MACs) per routed path and per component."""
@@ -148,11 +160,13 @@ def latency(
     device: Device = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
-    cuda_graphs: Annotated[bool, typer.Option(help="Capture each encoder in a CUDA graph (CUDA only).")] = False,
+    cuda_graphs: Annotated[bool, typer.Option(
+        help="Capture each encoder in a CUDA graph (CUDA only).")] = False,
     output: Annotated[Path | None, typer.Option(help="Run directory to add latency rows to.")] = None,
     json_out: Json = False,
 ) -> None:
-    """Measure latency per routed path and per component (CUDA events on GPU, torch.utils.benchmark on CPU)."""
+    # kept on one line: typer shows the line breaks of a command's docstring in the command list
+    """Measure latency per routed path and per component (CUDA events on GPU, torch.utils.benchmark on CPU)."""  # noqa: E501
     from scopebench.profiling.latency import run_latency
 
     run_latency(
@@ -165,10 +179,12 @@ def latency(
 @user_errors
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `scopebench eval`.")],
-    scores: Annotated[Path | None, typer.Option(help="CSV of external scores: model,benchmark,score (native scale).")] = None,
+    scores: Annotated[Path | None, typer.Option(
+        help="CSV of external scores: model,benchmark,score (native scale).")] = None,
     format: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
     plot: Annotated[Path | None, typer.Option(help="Write PNG and SVG plots into this folder.")] = None,
-    output: Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Write the report to this file instead of stdout.")] = None,
 ) -> None:
     """Compute-versus-accuracy report: Pareto front, savings, routing analysis, plots."""
     from scopebench.reporting.report import run_report
@@ -180,10 +196,14 @@ def report(
 @user_errors
 def check(
     run_dir: Annotated[Path, typer.Argument(help="Run directory to check (written by `scopebench eval`).")],
-    baseline: Annotated[Path, typer.Option(help="Baseline run directory, or its scores.parquet / scores.csv.")],
-    tolerance: Annotated[float, typer.Option(help="Allowed score drop per benchmark, in points (0-100).")] = 1.0,
-    route_tolerance: Annotated[float, typer.Option(help="Allowed share of re-routed samples per benchmark, in %.")] = 5.0,
-    cost_tolerance: Annotated[float, typer.Option(help="Allowed FLOPs growth per path and benchmark, in %.")] = 1.0,
+    baseline: Annotated[Path, typer.Option(
+        help="Baseline run directory, or its scores.parquet / scores.csv.")],
+    tolerance: Annotated[float, typer.Option(
+        help="Allowed score drop per benchmark, in points (0-100).")] = 1.0,
+    route_tolerance: Annotated[float, typer.Option(
+        help="Allowed share of re-routed samples per benchmark, in %.")] = 5.0,
+    cost_tolerance: Annotated[float, typer.Option(
+        help="Allowed FLOPs growth per path and benchmark, in %.")] = 1.0,
     json_out: Json = False,
 ) -> None:
     """Regression check against a baseline run: exit 0 passed, 1 regressed or missing, 2 bad input."""
@@ -196,7 +216,8 @@ def check(
 @demo_app.command("suite")
 @user_errors
 def demo_suite(
-    output: Annotated[Path | None, typer.Option(help="Task folder to write (default: the shipped tasks/cambrian16_mini).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Task folder to write (default: the shipped tasks/cambrian16_mini).")] = None,
 ) -> None:
     """Regenerate the cambrian16-mini task data (deterministic)."""
     from scopebench.demo.build_suite import build_suite
@@ -207,14 +228,18 @@ def demo_suite(
 @demo_app.command("train")
 @user_errors
 def demo_train(
-    output: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped demo checkpoints).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Override the number of training steps (for quick checks).")] = None,
-    only: Annotated[str | None, typer.Option(help="Comma-separated demo model names to train (default: all).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Checkpoint folder (default: the shipped demo checkpoints).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        help="Override the number of training steps (for quick checks).")] = None,
+    only: Annotated[str | None, typer.Option(
+        help="Comma-separated demo model names to train (default: all).")] = None,
 ) -> None:
     """Train the tiny demo checkpoints (Baseline-0, Baseline-1 per encoder, Baseline-all, SCOPE) on CPU."""
     from scopebench.demo.train import train_all
 
-    train_all(output=output, steps=steps, only=None if only is None else [n.strip() for n in only.split(",") if n.strip()])
+    train_all(output=output, steps=steps,
+              only=None if only is None else [n.strip() for n in only.split(",") if n.strip()])
 
 
 if __name__ == "__main__":  # pragma: no cover

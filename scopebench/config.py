@@ -49,8 +49,9 @@ def route_name(route: Route) -> str:
 
 @dataclass(frozen=True)
 class Policy:
-    """Which encoders a sample uses. ``encoders``: the fixed set; ``k``: top-k; ``masked``: dropped at inference;
-    ``blind``: every image replaced by a black one (vision disabled: what the LLM answers from text alone)."""
+    """Which encoders a sample uses. ``encoders``: the fixed set; ``k``: top-k; ``masked``: dropped at
+    inference; ``blind``: every image replaced by a black one (vision disabled: what the LLM answers from
+    text alone)."""
 
     kind: str
     encoders: tuple[str, ...] = ()
@@ -60,26 +61,32 @@ class Policy:
 
     @classmethod
     def parse(cls, text: str, routed: list[str], where: str = "policy") -> Policy:
-        """Parse a policy string, ``KIND[:ARG][/mask:NAMES][/blind]``, against the model's routed encoder names."""
+        """Parse a policy string, ``KIND[:ARG][/mask:NAMES][/blind]``, against the model's routed encoder
+        names."""
         text = str(text)
         if text.endswith("/blind"):
             return dataclasses.replace(cls.parse(text.removesuffix("/blind"), routed, where), blind=True)
         if text == "blind":
-            raise ScopebenchError(f"{where}: write vision-disabled runs as '<policy>/blind', e.g. 'all/blind'")
+            raise ScopebenchError(f"{where}: write vision-disabled runs as '<policy>/blind', "
+                                  "e.g. 'all/blind'")
         base, _, mask = text.partition("/mask:")
         if base.startswith("mask:"):  # "mask:a" alone: the checkpoint's own policy is applied by the caller
-            raise ScopebenchError(f"{where}: write masking as '<policy>/mask:{base[5:]}', e.g. 'all/mask:{base[5:]}'")
+            raise ScopebenchError(f"{where}: write masking as '<policy>/mask:{base[5:]}', "
+                                  f"e.g. 'all/mask:{base[5:]}'")
         kind, _, arg = base.partition(":")
         if kind not in POLICY_KINDS:
             hint = suggest(kind, [*POLICY_KINDS, "blind"])
-            raise ScopebenchError(f"{where}: unknown policy '{text}'{hint}; choose from {', '.join(POLICY_KINDS)}, "
+            raise ScopebenchError(f"{where}: unknown policy '{text}'{hint}; "
+                                  f"choose from {', '.join(POLICY_KINDS)}, "
                                   "optionally followed by /mask:NAMES and /blind")
         masked = _names(mask, routed, where) if "/mask:" in text else ()
         if "/mask:" in text and not masked:
-            raise ScopebenchError(f"{where}: '/mask:' needs encoder names, e.g. {kind}/mask:{routed[0] if routed else 'NAME'}")
+            raise ScopebenchError(f"{where}: '/mask:' needs encoder names, "
+                                  f"e.g. {kind}/mask:{routed[0] if routed else 'NAME'}")
         if kind == "fixed":
             if not arg:
-                raise ScopebenchError(f"{where}: 'fixed' needs encoder names, e.g. fixed:{routed[0] if routed else 'NAME'}")
+                raise ScopebenchError(f"{where}: 'fixed' needs encoder names, "
+                                      f"e.g. fixed:{routed[0] if routed else 'NAME'}")
             return cls("fixed", _names(arg, routed, where), masked=masked)
         if kind == "all":
             return cls("fixed", tuple(routed), masked=masked)
@@ -118,7 +125,8 @@ class Policy:
 
     @property
     def selector(self) -> str | None:
-        """The module the policy chooses with, beyond encoders and projectors: 'router', 'token gate' or None."""
+        """The module the policy chooses with, beyond encoders and projectors: 'router', 'token gate' or
+        None."""
         return "router" if self.uses_router else "token gate" if self.kind == "token_moe" else None
 
     def available(self, pool: list[str]) -> list[str]:
@@ -154,8 +162,10 @@ class Policy:
         return route
 
     def __str__(self) -> str:
-        text = {"fixed": f"fixed:{','.join(self.encoders)}", "router_topk": f"router_topk:{self.k}"}.get(self.kind, self.kind)
-        return text + (f"/mask:{','.join(self.masked)}" if self.masked else "") + ("/blind" if self.blind else "")
+        text = {"fixed": f"fixed:{','.join(self.encoders)}",
+                "router_topk": f"router_topk:{self.k}"}.get(self.kind, self.kind)
+        return (text + (f"/mask:{','.join(self.masked)}" if self.masked else "")
+                + ("/blind" if self.blind else ""))
 
 
 def _names(arg: str, routed: list[str], where: str) -> tuple[str, ...]:
@@ -310,20 +320,25 @@ def config_from_dict(data: dict[str, Any], where: str, base: Path | None = None)
     if "routed" in data:
         if not isinstance(data["routed"], dict):
             raise ScopebenchError(f"{where}: routed must map encoder names to encoder configs")
-        data["routed"] = {str(k): _build(EncoderConfig, v, f"{where}: routed.{k}") for k, v in data["routed"].items()}
-        bad = [k for k in data["routed"] if not k.replace("_", "").replace("-", "").isalnum() or k == "shared"]
+        data["routed"] = {str(k): _build(EncoderConfig, v, f"{where}: routed.{k}")
+                          for k, v in data["routed"].items()}
+        bad = [k for k in data["routed"]
+               if not k.replace("_", "").replace("-", "").isalnum() or k == "shared"]
         if bad:
-            raise ScopebenchError(f"{where}: routed encoder name '{bad[0]}' must be alphanumeric (with _ or -) and not 'shared'")
+            raise ScopebenchError(f"{where}: routed encoder name '{bad[0]}' must be alphanumeric "
+                                  "(with _ or -) and not 'shared'")
     cfg = _build(ModelConfig, data, where)
     for key in ("projector", "fusion"):
         allowed = {"projector": ("mlp2x_gelu", "linear"), "fusion": ("sequence", "channel")}[key]
         if getattr(cfg, key) not in allowed:
-            raise ScopebenchError(f"{where}: {key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
+            raise ScopebenchError(f"{where}: {key} must be one of {', '.join(allowed)}, "
+                                  f"got '{getattr(cfg, key)}'")
     try:
         cfg.prompt_template.format(prompt="")
     except (KeyError, IndexError, ValueError):
-        raise ScopebenchError(f"{where}: prompt_template {cfg.prompt_template!r} may hold no field but {{prompt}}; "
-                              "write literal braces as {{ and }}") from None
+        raise ScopebenchError(
+            f"{where}: prompt_template {cfg.prompt_template!r} may hold no field but {{prompt}}; "
+            "write literal braces as {{ and }}") from None
     cfg.parsed_policy(f"{where}: policy")
     for variant, policy in cfg.variants.items():
         Policy.parse(policy, cfg.routed_names, where=f"{where}: variants.{variant}")

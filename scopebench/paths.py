@@ -13,7 +13,8 @@ def _data_dir(name: str) -> Path:
     for candidate in (PACKAGE_DIR / "_data" / name, PACKAGE_DIR.parent / name):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"scopebench data folder '{name}' not found next to {PACKAGE_DIR}; reinstall scopebench")
+    raise FileNotFoundError(f"scopebench data folder '{name}' not found next to {PACKAGE_DIR}; "
+                            "reinstall scopebench")
 
 
 def tasks_dir() -> Path:

@@ -6,7 +6,8 @@
       routes.parquet    one row per (model, benchmark, doc_id)
       costs.parquet     one row per (model, path, component) and expected-cost rows per benchmark
       parts/MODEL/TASK/ what eval wrote for one (model, task): lmms-eval's results, the trace, a `done` marker
-      .lock             the write lock (a filelock): every read-modify-write of a table or the manifest holds it
+      .lock             the write lock (a filelock): every read-modify-write of a table or the manifest
+                        holds it
 
 The column schemas and the file-level reading and writing are in ``scopebench.tables``.
 """
@@ -54,7 +55,8 @@ class ModelEntry:
         entry = entry if isinstance(entry, dict) else {}
         ref = str(entry.get("ref") or name)
         parts = str(entry.get("fingerprint", "")).split("|")
-        policy = str(entry.get("policy") or (parts[2] if len(parts) == 4 else ref.rpartition("@")[2] if "@" in ref else ""))
+        policy = str(entry.get("policy") or (parts[2] if len(parts) == 4
+                                             else ref.rpartition("@")[2] if "@" in ref else ""))
         base = str(entry.get("base") or (ref.rpartition("@")[0] if "@" in ref else ref))
         return cls(name, ref, base, policy, str(entry.get("trained_policy") or policy))
 
@@ -123,24 +125,29 @@ class RunDir:
         try:
             manifest = json.loads(p.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ScopebenchError(f"{p}: not valid JSON; delete it (or, for eval, choose another --output)") from None
+            raise ScopebenchError(f"{p}: not valid JSON; "
+                                  "delete it (or, for eval, choose another --output)") from None
         if not isinstance(manifest, dict):
-            raise ScopebenchError(f"{p}: not a JSON object; delete it (or, for eval, choose another --output)")
+            raise ScopebenchError(f"{p}: not a JSON object; "
+                                  "delete it (or, for eval, choose another --output)")
         for key, kind in (("models", dict), ("versions", dict), ("suite", str)):
             if key in manifest and not isinstance(manifest[key], kind):
-                raise ScopebenchError(f"{p}: field '{key}' must be a JSON {'object' if kind is dict else 'string'}; "
+                raise ScopebenchError(f"{p}: field '{key}' must be a JSON "
+                                      f"{'object' if kind is dict else 'string'}; "
                                       "delete the manifest or re-create the run with scopebench")
         return manifest
 
-    def update_manifest(self, fields: dict[str, Any], models: dict[str, dict] | None = None) -> dict[str, Any]:
-        """Under the lock: ``fields`` replace top-level keys, ``models`` entries are merged into the manifest's
-        (so concurrent writers keep each other's models)."""
+    def update_manifest(self, fields: dict[str, Any],
+                        models: dict[str, dict] | None = None) -> dict[str, Any]:
+        """Under the lock: ``fields`` replace top-level keys, ``models`` entries are merged into the
+        manifest's (so concurrent writers keep each other's models)."""
         with self.lock():
             manifest = self.manifest()
             manifest.update(fields)
             for name, entry in (models or {}).items():
                 manifest.setdefault("models", {}).setdefault(name, {}).update(entry)
-            atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            atomic_write_text(self.path / MANIFEST,
+                              json.dumps(manifest, indent=2, sort_keys=True, default=str))
         return manifest
 
     def models(self) -> dict[str, ModelEntry]:

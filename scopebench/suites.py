@@ -93,7 +93,8 @@ class Suite:
                 return b
         known = [b.name for b in self.benchmarks] + [b.task for b in self.benchmarks]
         raise ScopebenchError(
-            f"unknown benchmark or task '{name_or_task}' in suite '{self.name}'{suggest(name_or_task, known)}; "
+            f"unknown benchmark or task '{name_or_task}' in suite '{self.name}'"
+            f"{suggest(name_or_task, known)}; "
             f"choose from: {', '.join(f'{b.name} ({b.task})' for b in self.benchmarks)}"
         )
 
@@ -109,7 +110,8 @@ class Suite:
         return df.assign(benchmark=df["benchmark"].map(names))
 
     def select(self, names: list[str] | None) -> list[Benchmark]:
-        """Benchmarks named by benchmark name or task id, each once, in the order named (all when ``names`` is empty)."""
+        """Benchmarks named by benchmark name or task id, each once, in the order named (all when
+        ``names`` is empty)."""
         if not names:
             return list(self.benchmarks)
         return list({b.name: b for b in map(self.benchmark, names)}.values())
@@ -173,7 +175,8 @@ def load_suite(name_or_path: str | Path, judges: bool = False) -> Suite:
     ``sample_judge`` functions too (slow: they import lmms-eval), as `eval` does before any task runs."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and not path.is_file():
-        raise ScopebenchError(f"{path}: suite file not found; pass an existing suite YAML file or a built-in suite name")
+        raise ScopebenchError(f"{path}: suite file not found; "
+                              "pass an existing suite YAML file or a built-in suite name")
     if path.suffix not in (".yaml", ".yml"):
         files = suite_files()
         if str(name_or_path) not in files:

@@ -19,7 +19,8 @@ import pandas as pd
 from scopebench.errors import ScopebenchError
 
 # score: 0-100 (Cambrian-1 convention); raw_score: lmms-eval's value of `metric`.
-SCORES_COLUMNS = ["model", "suite", "benchmark", "task", "category", "metric", "score", "raw_score", "n", "stderr"]
+SCORES_COLUMNS = ["model", "suite", "benchmark", "task", "category", "metric", "score", "raw_score", "n",
+                  "stderr"]
 # route: the encoder path the sample took, e.g. "shared+dinov2" ("shared" for Baseline-0);
 # encoder: the routed encoder the router chose ("" when no router); sample_score: the
 # per-sample value of the main metric on 0-100 where lmms-eval defines one, else NaN;
@@ -149,7 +150,8 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
     required = [c for c in TABLES[name] if c not in ("stderr", "sample_score", "counter")]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ScopebenchError(f"{path}: the {name} table lacks column '{missing[0]}'; re-create it with scopebench")
+        raise ScopebenchError(f"{path}: the {name} table lacks column '{missing[0]}'; "
+                              "re-create it with scopebench")
     _check_values(df, name, path)
     return df
 
@@ -166,21 +168,25 @@ def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
     for col in FILLED[name]:
         empty = df[col].isna() | (df[col].astype(str).str.strip() == "")
         if empty.any():
-            raise ScopebenchError(f"{path}: row {int(empty.to_numpy().argmax()) + 1}: column '{col}' is empty; {fix}")
+            raise ScopebenchError(f"{path}: row {int(empty.to_numpy().argmax()) + 1}: "
+                                  f"column '{col}' is empty; {fix}")
     for col in NUMERIC[name]:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
         if bad.any():
             row = int(bad.to_numpy().argmax())
-            raise ScopebenchError(f"{path}: row {row + 1}: column '{col}' is {str(df[col].iloc[row])!r}, not a number; {fix}")
+            raise ScopebenchError(f"{path}: row {row + 1}: column '{col}' is {str(df[col].iloc[row])!r}, "
+                                  f"not a number; {fix}")
         low, high = RANGE[col]
         out = ~values.between(low, high) & values.notna()
         if out.any():
             row = int(out.to_numpy().argmax())
-            raise ScopebenchError(f"{path}: row {row + 1}: column '{col}' is {values.iloc[row]}, outside {low}-{high}; {fix}")
+            raise ScopebenchError(f"{path}: row {row + 1}: column '{col}' is {values.iloc[row]}, "
+                                  f"outside {low}-{high}; {fix}")
     if name in KEYS:
         dup = df.duplicated(KEYS[name], keep=False)
         if dup.any():
             row = df[dup].iloc[0]
             key = ", ".join(f"{k} '{row[k]}'" for k in KEYS[name])
-            raise ScopebenchError(f"{path}: {key} appears more than once; keep one row per {' and '.join(KEYS[name])}")
+            raise ScopebenchError(f"{path}: {key} appears more than once; "
+                                  f"keep one row per {' and '.join(KEYS[name])}")

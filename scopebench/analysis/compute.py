@@ -45,7 +45,8 @@ def _numeric(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 def path_totals(costs: pd.DataFrame, kind: str) -> pd.DataFrame:
     """The component="total" rows of ``kind`` ("path" or "latency"), the last one per (model, path);
     latency rows at each model's smallest measured batch size. Numeric columns as floats."""
-    costs = _numeric(conform(costs, "costs"), ["macs", "params", "active_params", "visual_tokens", "batch_size",
+    costs = _numeric(conform(costs, "costs"), ["macs", "params", "active_params", "visual_tokens",
+                                               "batch_size",
                                                "latency_median_ms", "latency_iqr_ms"])
     rows = costs[(costs["kind"] == kind) & (costs["component"] == TOTAL)]
     if kind == "latency":
@@ -120,7 +121,8 @@ def model_pool(routes: pd.DataFrame, costs: pd.DataFrame, model: str) -> tuple[f
     """(routed encoders, path names) of a model, from its routes and its costs path rows."""
     r = routes[routes["model"] == model]
     paths = {str(p) for p in r["route"].dropna().unique()}
-    paths |= {str(p) for p in costs.loc[(costs["model"] == model) & (costs["kind"] == "path"), "path"].dropna().unique()}
+    paths |= {str(p) for p in costs.loc[(costs["model"] == model) & (costs["kind"] == "path"),
+                                        "path"].dropna().unique()}
     pool = {str(e) for e in r["encoder"].dropna().unique()} - {""}
     probs = [c for c in r.columns if c.startswith("prob:") and r[c].notna().any()]
     pool |= {c.removeprefix("prob:") for c in probs}
@@ -162,4 +164,5 @@ def saving(expected: pd.DataFrame, model: str, reference: str) -> tuple[float, f
     if pair.empty:
         return (np.nan, np.nan, np.nan)
     per_bench = 1.0 - pair[model] / pair[reference]
-    return (float(1.0 - pair[model].mean() / pair[reference].mean()), float(per_bench.min()), float(per_bench.max()))
+    return (float(1.0 - pair[model].mean() / pair[reference].mean()), float(per_bench.min()),
+            float(per_bench.max()))

@@ -40,8 +40,10 @@ def fixed_sets(routes: pd.DataFrame, policies: dict[str, str]) -> dict[str, tupl
     return out
 
 
-def mean_erank(routes: pd.DataFrame, model: str, encoder: str, categories: dict[str, str]) -> dict[str, float]:
-    """Group (category, Overall) -> mean effective rank of ``encoder`` in ``model``; benchmarks weigh equally."""
+def mean_erank(routes: pd.DataFrame, model: str, encoder: str,
+               categories: dict[str, str]) -> dict[str, float]:
+    """Group (category, Overall) -> mean effective rank of ``encoder`` in ``model``; benchmarks weigh
+    equally."""
     part = routes[routes["model"] == model]
     column = ERANK_PREFIX + encoder
     if column not in part or part[column].isna().all():
@@ -63,14 +65,16 @@ def encoder_roles(
 
     sets = fixed_sets(routes, {m: entry(m).policy for m in routes["model"].unique()})
     masked = {m: s for m, s in sets.items() if "/mask:" in entry(m).policy}
-    trained = {m: s for m, s in sets.items() if m not in masked and entry(m).trained_policy == entry(m).policy}
+    trained = {m: s for m, s in sets.items()
+               if m not in masked and entry(m).trained_policy == entry(m).policy}
     if not trained or max(map(len, trained.values())) < 2:
         return pd.DataFrame(columns=COLUMNS), []
     size = max(map(len, trained.values()))
     fulls = [m for m, s in trained.items() if len(s) == size]
     full, full_set = fulls[0], trained[fulls[0]]
     checkpoint = entry(full).base  # masked runs of it are CHECKPOINT@<policy>/mask:e
-    notes = [f"encoder roles: several full-set models ({', '.join(fulls)}); Necessity is taken against {full}"] \
+    notes = [f"encoder roles: several full-set models ({', '.join(fulls)}); "
+             f"Necessity is taken against {full}"] \
         if len(fulls) > 1 else []
 
     def find(pool: dict[str, tuple[str, ...]], encoders: set[str], base: str | None = None) -> str | None:
@@ -90,8 +94,10 @@ def encoder_roles(
         ranks = mean_erank(routes, full, e, categories)
         for g in groups:
             rows.append({
-                "encoder": e, "group": g, "capacity": at(cap, g), "capacity_vs_shared": at(cap, g) - at(shared, g),
-                "necessity_masked": at(full, g) - at(mask, g), "necessity_retrained": at(full, g) - at(retr, g),
+                "encoder": e, "group": g, "capacity": at(cap, g),
+                "capacity_vs_shared": at(cap, g) - at(shared, g),
+                "necessity_masked": at(full, g) - at(mask, g),
+                "necessity_retrained": at(full, g) - at(retr, g),
                 "erank": ranks.get(g, float("nan")),
                 "capacity_model": cap, "masked_model": mask, "retrained_model": retr, "full_model": full,
                 "shared_model": shared,

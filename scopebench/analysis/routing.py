@@ -28,7 +28,8 @@ def routed_models(routes: pd.DataFrame) -> list[str]:
 def router_pool(routes: pd.DataFrame, model: str) -> list[str]:
     """The routed encoders of ``model``: its prob:<enc> columns with values, else the encoders it chose."""
     part = routes[routes["model"] == model]
-    probs = [c.removeprefix(PROB_PREFIX) for c in part.columns if c.startswith(PROB_PREFIX) and part[c].notna().any()]
+    probs = [c.removeprefix(PROB_PREFIX) for c in part.columns
+             if c.startswith(PROB_PREFIX) and part[c].notna().any()]
     return probs or sorted(set(_chosen(part)) - {""})
 
 
@@ -107,13 +108,15 @@ def oracle_table(routes: pd.DataFrame, model: str, baselines: dict[str, str]) ->
     missing = [e for e in encs if e not in baselines]
     if missing:
         raise ScopebenchError(
-            f"oracle for '{model}' needs a Baseline-1 run (route 'shared+{missing[0]}') for encoder '{missing[0]}'"
+            f"oracle for '{model}' needs a Baseline-1 run (route 'shared+{missing[0]}') "
+            f"for encoder '{missing[0]}'"
         )
     keys = ["benchmark", "doc_id"]
     own = routes.loc[routes["model"] == model, [*keys, "encoder", "sample_score"]]
     table = own.rename(columns={"sample_score": "router"}).drop_duplicates(keys, keep="last")
     for e in encs:
-        base = routes.loc[routes["model"] == baselines[e], [*keys, "sample_score"]].drop_duplicates(keys, keep="last")
+        base = routes.loc[routes["model"] == baselines[e],
+                          [*keys, "sample_score"]].drop_duplicates(keys, keep="last")
         table = table.merge(base.rename(columns={"sample_score": e}), on=keys)
     table = table.dropna(subset=["router", *encs])
     scores = table[encs].to_numpy(float)
@@ -124,7 +127,8 @@ def oracle_table(routes: pd.DataFrame, model: str, baselines: dict[str, str]) ->
     picked[known] = scores[np.flatnonzero(known), pick[known].astype(int)]
     table = table.assign(oracle=best, agree=(picked >= best - _TIE).astype(float))
     per = table.groupby("benchmark", sort=False).agg(
-        n=("oracle", "size"), oracle=("oracle", "mean"), router=("router", "mean"), agreement=("agree", "mean")
+        n=("oracle", "size"), oracle=("oracle", "mean"), router=("router", "mean"),
+        agreement=("agree", "mean")
     )
     per.loc["Overall"] = [per["n"].sum(), per["oracle"].mean(), per["router"].mean(), per["agreement"].mean()]
     per["n"] = per["n"].astype(int)

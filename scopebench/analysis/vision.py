@@ -41,7 +41,8 @@ def blind_pairs(models: dict[str, ModelEntry], names: list[str]) -> dict[str, st
 
 
 def seeing_ref(blind: ModelEntry) -> str:
-    """The reference of the model a blind run disables vision of: ``X@blind`` -> ``X``, ``X@P/blind`` -> ``X@P``."""
+    """The reference of the model a blind run disables vision of: ``X@blind`` -> ``X``, ``X@P/blind`` ->
+    ``X@P``."""
     return blind.ref.removesuffix("@blind").removesuffix(BLIND)
 
 
@@ -51,7 +52,8 @@ def vision_gains(
 ) -> pd.DataFrame:
     """Per (model, benchmark / category / Overall): score, blind score, gain and its 95% interval."""
     rows_of = [(b, "benchmark", [b]) for b in agg.benchmarks.columns]
-    rows_of += [(g, "overall" if g == OVERALL else "category", members) for g, members in groups(suite).items()]
+    rows_of += [(g, "overall" if g == OVERALL else "category", members)
+                for g, members in groups(suite).items()]
     rows = []
     for blind, model in pairs.items():
         if model is None:

@@ -13,7 +13,8 @@ from scopebench.errors import ScopebenchError
 
 
 def _png_images(value):
-    """Replace PIL images (also inside lists) by deterministic PNG bytes, as datasets' Image feature stores them."""
+    """Replace PIL images (also inside lists) by deterministic PNG bytes, as datasets' Image feature stores
+    them."""
     from PIL import Image
 
     from scopebench.demo.synth.draw import png_bytes
@@ -77,10 +78,12 @@ def build_suite(output: Path | None = None, tasks: Iterable[str] | None = None) 
     try:
         for task in track(names, description="Building cambrian16-mini"):
             write_task_data(task, folder / TASKS[task].data_file)
-        lines = sorted(f"{sha256(p)}  {p.relative_to(folder).as_posix()}" for p in (folder / "data").glob("*.parquet"))
+        lines = sorted(f"{sha256(p)}  {p.relative_to(folder).as_posix()}"
+                       for p in (folder / "data").glob("*.parquet"))
         (folder / CHECKSUMS).write_text("".join(line + "\n" for line in lines))
     except PermissionError:
-        raise ScopebenchError(f"{folder}: not writable; pass --output DIR to build the suite elsewhere") from None
+        raise ScopebenchError(f"{folder}: not writable; "
+                              "pass --output DIR to build the suite elsewhere") from None
     built = [TASKS[task].data_file for task in names]
     differ = [rel for rel in built if sha256(folder / rel) != before.get(rel)]
     print(f"{len(built) - len(differ)} of {len(built)} data files byte-identical to the shipped checksums"

@@ -79,7 +79,8 @@ def check_mini_suite_files(folder: Path | None = None) -> None:
             raise ScopebenchError(f"{path}: data file of task {task} is missing; {REGENERATE}")
         rel = path.relative_to(folder).as_posix()
         if rel in sums and sha256(path) != sums[rel]:
-            raise ScopebenchError(f"{path}: data file of task {task} is corrupt (checksum mismatch); {REGENERATE}")
+            raise ScopebenchError(f"{path}: data file of task {task} is corrupt (checksum mismatch); "
+                                  f"{REGENERATE}")
         try:
             rows = pq.ParquetFile(path).metadata.num_rows
         except Exception as err:  # pyarrow raises several types for unreadable files

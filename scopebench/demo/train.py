@@ -60,7 +60,8 @@ def demo_config(name: str, policy: str, vocab: int) -> dict:
     """The demo architecture with the routed pool pruned to what ``policy`` uses."""
     routed = {
         "hires": {"spec": "hf:scopebench-demo/hires-vit", "image_size": 128, "config": {
-            "model_type": "clip_vision_model", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "model_type": "clip_vision_model", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2,
             "num_attention_heads": 2, "image_size": 128, "patch_size": 8}},
         "conv": {"spec": "timm:convnext_atto", "image_size": 96, "feature_layer": "penultimate",
                  "overrides": {"dims": [24, 48, 64, 96], "depths": [1, 1, 2, 1]}},
@@ -144,11 +145,13 @@ def train(model, data: dict[str, torch.Tensor], steps: int, lr: float, seed: int
         ids, labels = ids[:, :width], labels[:, :width]
         mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
         first = (labels != -100).long().argmax(1)  # text index of each answer's first token
-        out = model(data["images"][idx].float() / 255.0, ids, mask, labels=labels, hidden_at=first if use_head else None)
+        out = model(data["images"][idx].float() / 255.0, ids, mask, labels=labels,
+                    hidden_at=first if use_head else None)
         loss, aux = out.loss, {k: v for k, v in out.aux.items() if k != "lm_loss"}
         target = data["content"][idx] if use_head else None
         if use_head and bool((target >= 0).any()):
-            aux["content_loss"] = torch.nn.functional.cross_entropy(head(out.answer_hidden), target, ignore_index=-100)
+            aux["content_loss"] = torch.nn.functional.cross_entropy(head(out.answer_hidden), target,
+                                                                    ignore_index=-100)
             loss = loss + aux["content_loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -157,7 +160,8 @@ def train(model, data: dict[str, torch.Tensor], steps: int, lr: float, seed: int
         sched.step()
         if step % 100 == 0 or step == steps - 1:
             extra = "".join(f" {k}={v.item():.3f}" for k, v in aux.items())
-            log(f"  step {step:4d}/{steps} loss={out.aux['lm_loss'].item():.3f}{extra} ({time.perf_counter() - start:.0f}s)")
+            log(f"  step {step:4d}/{steps} loss={out.aux['lm_loss'].item():.3f}{extra} "
+                f"({time.perf_counter() - start:.0f}s)")
     model.eval()
     return head
 
@@ -209,9 +213,11 @@ def train_all(output: Path | None = None, steps: int | None = None, only: list[s
         raise ScopebenchError(f"--steps must be >= 1, got {steps}")
     unknown = sorted(set(only or []) - set(DEMO_MODELS))
     if unknown:
-        raise ScopebenchError(f"--only: unknown demo model '{unknown[0]}'; choose from {', '.join(DEMO_MODELS)}")
+        raise ScopebenchError(f"--only: unknown demo model '{unknown[0]}'; "
+                              f"choose from {', '.join(DEMO_MODELS)}")
     if only is not None and not only:
-        raise ScopebenchError(f"--only is empty; name demo models from {', '.join(DEMO_MODELS)}, or leave it out to train all")
+        raise ScopebenchError(f"--only is empty; name demo models from {', '.join(DEMO_MODELS)}, "
+                              "or leave it out to train all")
     out = Path(output or demo_checkpoints_dir())
     if out.exists() and not out.is_dir():
         raise ScopebenchError(f"--output {out}: is a file; give a folder for the checkpoints")
@@ -223,10 +229,13 @@ def train_all(output: Path | None = None, steps: int | None = None, only: list[s
     warm = training_set(tokenizer, warmup_examples(WARMUP_EXAMPLES if steps is None else 64))
     print(f"data: {data['ids'].shape[0]} examples, {warm['ids'].shape[0]} warm-up, vocab {len(tokenizer)} "
           f"({time.perf_counter() - start:.0f}s)")
-    warmup_steps, joint_steps, variant_steps = (WARMUP_STEPS, JOINT_STEPS, VARIANT_STEPS) if steps is None else (steps,) * 3
-    joint = build_model(config_from_dict(demo_config("demo-joint", "random", len(tokenizer)), "demo"), tokenizer)
+    warmup_steps, joint_steps, variant_steps = ((WARMUP_STEPS, JOINT_STEPS, VARIANT_STEPS) if steps is None
+                                                else (steps,) * 3)
+    joint = build_model(config_from_dict(demo_config("demo-joint", "random", len(tokenizer)), "demo"),
+                        tokenizer)
     init_position_embeddings(joint)
-    print(f"warm-up: {sum(p.numel() for p in joint.parameters()) / 1e6:.2f}M parameters, {warmup_steps} steps")
+    print(f"warm-up: {sum(p.numel() for p in joint.parameters()) / 1e6:.2f}M parameters, "
+          f"{warmup_steps} steps")
     train(joint, warm, warmup_steps, lr=1e-3, seed=SEED + 100)
     print(f"joint stage: {joint_steps} steps")
     head = train(joint, data, joint_steps, lr=JOINT_LR, seed=SEED)

@@ -154,11 +154,13 @@ def training_examples(task: str, seeds: Iterable[int]) -> list[dict]:
     out = []
     for seed in seeds:
         if seed < TRAIN_SEED_START:
-            raise ValueError(f"training seed {seed} is below {TRAIN_SEED_START}: seeds under it belong to the suite")
+            raise ValueError(f"training seed {seed} is below {TRAIN_SEED_START}: "
+                             "seeds under it belong to the suite")
         for doc, answer in items(task, seed):
             if any(pixel_digest(img) in _suite_digests(task) for img in doc_images(doc)):
                 continue
-            out.append({"image": task_visuals(task, doc)[0], "prompt": task_prompt(task, doc), "answer": answer})
+            out.append({"image": task_visuals(task, doc)[0], "prompt": task_prompt(task, doc),
+                        "answer": answer})
     return out
 
 
@@ -171,8 +173,10 @@ def warmup_examples(n: int) -> list[dict]:
     shape, location, count, size) asked openly, as a VLM's alignment stage asks them. Seeds from
     ``TRAIN_SEED_START`` on, in a namespace of their own."""
     namespace = zlib.crc32(b"warmup")
-    facts = [shape_fact(Rng(namespace, TRAIN_SEED_START + i), WARMUP_KINDS[i % len(WARMUP_KINDS)]) for i in range(n)]
-    return [{"image": f.image, "prompt": f"{f.question}\n{OPEN_INSTRUCTION}", "answer": f.answer} for f in facts]
+    facts = [shape_fact(Rng(namespace, TRAIN_SEED_START + i), WARMUP_KINDS[i % len(WARMUP_KINDS)])
+             for i in range(n)]
+    return [{"image": f.image, "prompt": f"{f.question}\n{OPEN_INSTRUCTION}", "answer": f.answer}
+            for f in facts]
 
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]+")
@@ -198,10 +202,12 @@ def vocabulary_corpus(seeds_per_task: int = 300) -> list[str]:
     from scopebench.demo.synth import depth, diagrams, docs, draw, pictures, road
 
     words = [*lexicon(), *draw.COLORS, *draw.SHAPES, *(f"{s}s" for s in draw.SHAPES), *draw.PATTERNS,
-             *pictures.PLACES, *pictures.LANDMARKS, *pictures.STYLES, *diagrams.ORGANISMS, *diagrams.PLANT_PARTS,
-             *(s for cycle in diagrams.LIFE_CYCLES for s in cycle), *docs.DOC_TITLES, *docs.CHART_TITLES, *docs.ITEMS,
+             *pictures.PLACES, *pictures.LANDMARKS, *pictures.STYLES, *diagrams.ORGANISMS,
+             *diagrams.PLANT_PARTS, *(s for cycle in diagrams.LIFE_CYCLES for s in cycle), *docs.DOC_TITLES,
+             *docs.CHART_TITLES, *docs.ITEMS,
              *depth.KINDS, *(f"{k}s" for k in depth.KINDS), *road.LIGHTS, *road.CAR_COLORS,
-             "yes", "no", "Yes", "No", "left", "right", "above", "below", "repel", "attract", "car", "filled", "empty",
+             "yes", "no", "Yes", "No", "left", "right", "above", "below", "repel", "attract", "car", "filled",
+             "empty",
              "solid", "dashed", "inside", "outside", "up", "down"]
     corpus = [" ".join(words), *(f"{ex['prompt']} {ex['answer']}" for ex in warmup_examples(200))]
     for task in TASKS:

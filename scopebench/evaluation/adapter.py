@@ -27,8 +27,8 @@ FINGERPRINT = "scope2"  # "scope" fingerprints (earlier scopebench) hashed only 
 
 
 def model_fingerprint(ref: str, policy: str | None = None, dtype: str = "float32") -> str:
-    """A stable id for a model as it runs: ``scope2|NAME|POLICY|HASH``, HASH over its config, the dtype it runs
-    in and every byte of its checkpoint folder (weights, shards, tokenizer)."""
+    """A stable id for a model as it runs: ``scope2|NAME|POLICY|HASH``, HASH over its config, the dtype it
+    runs in and every byte of its checkpoint folder (weights, shards, tokenizer)."""
     from scopebench.models.registry import resolve
 
     model = resolve(ref)
@@ -44,7 +44,8 @@ def folder_digest(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")):
         stat = path.stat()
-        h.update(f"{path.relative_to(folder)}\0{_file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}"
+        h.update(f"{path.relative_to(folder)}\0"
+                 f"{_file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}"
                  .encode())
     return h.hexdigest()
 
@@ -109,13 +110,15 @@ def _well_formed(rec) -> bool:
     def number(v) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool)
 
-    if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("key", "fingerprint", "task")):
+    if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str)
+                                            for k in ("key", "fingerprint", "task")):
         return False
     answer, probs, eranks = rec.get("answer"), rec.get("probs"), rec.get("eranks", {})
     return (isinstance(rec.get("doc_id"), int) and not isinstance(rec["doc_id"], bool)
             and isinstance(rec.get("route"), str) and rec["route"].startswith("shared")
             and isinstance(rec.get("encoder", ""), str)
-            and (isinstance(answer, str) or (isinstance(answer, list) and len(answer) == 2 and number(answer[0])))
+            and (isinstance(answer, str)
+                 or (isinstance(answer, list) and len(answer) == 2 and number(answer[0])))
             and (probs is None or (isinstance(probs, dict) and all(map(number, probs.values()))))
             and isinstance(eranks, dict) and all(map(number, eranks.values())))
 
@@ -201,8 +204,10 @@ class ScopeLMM(lmms):
         ranks = {e: float(r[j]) for e, r in (eranks or {}).items() if not math.isnan(float(r[j]))}
         return {
             "key": key, "fingerprint": self.fingerprint, "task": task, "doc_id": int(doc_id),
-            "route": "+".join(("shared", *route)), "encoder": route[0] if probs_row is not None and route else "",
-            "probs": None if probs_row is None else dict(zip(names, [float(p) for p in probs_row], strict=True)),
+            "route": "+".join(("shared", *route)),
+            "encoder": route[0] if probs_row is not None and route else "",
+            "probs": None if probs_row is None
+                     else dict(zip(names, [float(p) for p in probs_row], strict=True)),
             "eranks": ranks,
         }
 
@@ -227,7 +232,8 @@ class ScopeLMM(lmms):
         answers = self._answer(requests, "ll", lambda r: r.context + "\x00" + self._continuation(r), compute)
         return [tuple(a) for a in answers]
 
-    def _answer(self, requests: list[Instance], kind: str, key_text: Callable[[Request], str], compute) -> list:
+    def _answer(self, requests: list[Instance], kind: str, key_text: Callable[[Request], str],
+                compute) -> list:
         """The one request loop: batches sorted by prompt length; answers already in the trace are reused,
         the rest computed by ``compute(images, requests) -> (answers, routes, probs, eranks)`` and logged
         with their routes."""

@@ -119,13 +119,15 @@ def dataset_is_cached(repo: str) -> bool:
 
 
 def download_command() -> str:
-    """The installed huggingface_hub's download command: `hf download` since 0.34, `huggingface-cli` before."""
+    """The installed huggingface_hub's download command: `hf download` since 0.34, `huggingface-cli`
+    before."""
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.version import Version
 
     try:
-        return "hf download" if Version(version("huggingface_hub")) >= Version("0.34") else "huggingface-cli download"
+        return ("hf download" if Version(version("huggingface_hub")) >= Version("0.34")
+                else "huggingface-cli download")
     except PackageNotFoundError:
         return "hf download"
 
@@ -139,7 +141,8 @@ def check_dataset(task: str, config: dict) -> None:
         for f in files.values() if isinstance(files, dict) else [files]:
             for one in [f] if isinstance(f, str) else f:
                 if not Path(one).exists():
-                    raise ScopebenchError(f"task '{task}': data file {one} not found; regenerate or download it")
+                    raise ScopebenchError(f"task '{task}': data file {one} not found; "
+                                          "regenerate or download it")
         return
     if not path or Path(path).expanduser().exists() or dataset_is_cached(path):
         if not hub_reachable(timeout=1.0):
@@ -147,7 +150,8 @@ def check_dataset(task: str, config: dict) -> None:
         return
     if not hub_reachable():
         raise ScopebenchError(
-            f"task '{task}': dataset '{path}' is not in the local Hugging Face cache ({_hf_home()}) and the hub is "
+            f"task '{task}': dataset '{path}' is not in the local Hugging Face cache ({_hf_home()}) "
+            "and the hub is "
             f"unreachable; on a connected machine run `{download_command()} --repo-type dataset {path}` "
             f"(or one `scopebench eval` of the task) and copy the cache here, then run with HF_HUB_OFFLINE=1"
         )

@@ -50,7 +50,8 @@ def print_scores(out: Path, suite: Suite, wanted: set[tuple[str, str]], json_out
                           "categories": {c: round(v, 2) for c, v in s["categories"].items()},
                           "overall": None if s["overall"] is None else round(s["overall"], 2)}
                   for m, s in summary.items()}
-        print(json.dumps({"suite": suite.name, "run_dir": str(out), "unit": "score 0-100", "models": models}, indent=2))
+        print(json.dumps({"suite": suite.name, "run_dir": str(out), "unit": "score 0-100", "models": models},
+                         indent=2))
         return
     from rich.console import Console
     from rich.table import Table

@@ -107,7 +107,8 @@ def sample_score(value: Any) -> float:
     Dicts carry the task's own per-sample judgement under one of a few keys (CV-Bench and MMVP:
     ``is_correct``, MathVista: ``true_false``); scopebench never re-judges an answer."""
     if isinstance(value, dict):
-        for key in ("score", "correct", "is_correct", "true_false", "acc", "accuracy", "anls", "relaxed_overall"):
+        for key in ("score", "correct", "is_correct", "true_false", "acc", "accuracy", "anls",
+                    "relaxed_overall"):
             if key in value:
                 return sample_score(value[key])
         return math.nan
@@ -126,16 +127,19 @@ def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite
     metrics = results.get("results", {}).get(task, {})
     keys = [k for k in metrics if "," in k and k.split(",")[0] == bench.metric]
     key = f"{bench.metric},none" if f"{bench.metric},none" in keys else next(iter(keys), None)
-    raw = None if key is None else _scalar(metrics[key] if metrics[key] is not None else 0.0)  # MathVista: None = 0 right
+    # MathVista: None = 0 right
+    raw = None if key is None else _scalar(metrics[key] if metrics[key] is not None else 0.0)
     if raw is None:
         keys = sorted(k.split(",")[0] for k in metrics if "," in k and "stderr" not in k)
         raise ScopebenchError(
-            f"task '{task}' reported no metric '{bench.metric}' (it reported: {', '.join(keys) or 'nothing'}); "
+            f"task '{task}' reported no metric '{bench.metric}' "
+            f"(it reported: {', '.join(keys) or 'nothing'}); "
             f"fix `metric` for benchmark '{bench.name}' in {suite.source}"
         )
     samples = results.get("samples", {}).get(task, [])
     per_doc = {int(s["doc_id"]): sample_score(bench.judge_sample(s.get(bench.metric))) for s in samples}
-    by_doc = {int(rec["doc_id"]): rec for rec in traces if rec["task"] == task and rec["fingerprint"] == fingerprint}
+    by_doc = {int(rec["doc_id"]): rec for rec in traces
+              if rec["task"] == task and rec["fingerprint"] == fingerprint}
     unrouted = sorted(set(per_doc) - set(by_doc))
     if unrouted:
         raise ScopebenchError(f"task '{task}' for model '{model}': no routing record for doc {unrouted[0]} "
@@ -156,8 +160,9 @@ def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite
     if len(values) > 1:
         mean = sum(values) / len(values)
         stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
-    score = {"model": model, "suite": suite.name, "benchmark": bench.name, "task": task, "category": bench.category,
-             "metric": bench.metric, "score": bench.to_percent(raw), "raw_score": raw, "n": n, "stderr": stderr}
+    score = {"model": model, "suite": suite.name, "benchmark": bench.name, "task": task,
+             "category": bench.category, "metric": bench.metric, "score": bench.to_percent(raw),
+             "raw_score": raw, "n": n, "stderr": stderr}
     return score, rows
 
 

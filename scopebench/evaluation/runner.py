@@ -40,7 +40,8 @@ def default_models() -> list[str]:
 
     names = list(demo_models())
     if not names:
-        raise ScopebenchError("no demo checkpoints found; build them with `scopebench demo train` or pass MODEL")
+        raise ScopebenchError("no demo checkpoints found; "
+                              "build them with `scopebench demo train` or pass MODEL")
     return names
 
 
@@ -70,7 +71,8 @@ def _resolve_all(refs: list[str]):
     for ref in refs:
         model = resolve(ref)
         if model.name in (m.name for m in found.values()):
-            raise ScopebenchError(f"two models are named '{model.name}'; evaluate them into different --output folders")
+            raise ScopebenchError(f"two models are named '{model.name}'; "
+                                  "evaluate them into different --output folders")
         found[ref] = model
     return found
 
@@ -91,7 +93,8 @@ def check_run_dir(run: RunDir, suite: Suite, fingerprints: dict[str, str], overw
             why = ("it was fingerprinted by an older scopebench, which hashed only part of the weights"
                    if not str(old).startswith(f"{FINGERPRINT}|") else "its config or weights differ")
             raise ScopebenchError(
-                f"{run} holds results of another model named '{name}' ({why}: {old} != {fp}); pass --overwrite "
+                f"{run} holds results of another model named '{name}' ({why}: {old} != {fp}); "
+                "pass --overwrite "
                 f"to replace them, or choose another --output"
             )
 
@@ -135,15 +138,18 @@ def run_eval(
     from scopebench.evaluation.datasets import task_config, task_manager
 
     manager = task_manager(suite_obj, list(task_of.values()))
-    job = Job(run, suite_obj, refs, benches, task_of, {name: task_config(manager, t) for name, t in task_of.items()},
-              manager, {(r, b.name): part_settings(fingerprints[m.name], task_of[b.name], b.whole_groups(limit),
-                                                   batch_size, device, dtype)
+    job = Job(run, suite_obj, refs, benches, task_of,
+              {name: task_config(manager, t) for name, t in task_of.items()},
+              manager, {(r, b.name): part_settings(fingerprints[m.name], task_of[b.name],
+                                                   b.whole_groups(limit), batch_size, device, dtype)
                         for r, m in refs.items() for b in benches})
     if rank == 0:
         _prepare(run, {"suite": suite_obj.name, "suite_file": str(suite_obj.source), "judge": judge,
-                       "limit": limit, "batch_size": batch_size, "device": device, "dtype": dtype, **environment()},
+                       "limit": limit, "batch_size": batch_size, "device": device, "dtype": dtype,
+                       **environment()},
                  {m.name: {**m.manifest_entry(), "fingerprint": fingerprints[m.name], "limit": limit,
-                           "batch_size": batch_size, "device": device, "dtype": dtype} for m in refs.values()})
+                           "batch_size": batch_size, "device": device, "dtype": dtype}
+                  for m in refs.values()})
     rounded = [f"{b.name} to {b.whole_groups(limit)} (it scores {b.doc_group} questions per image together)"
                for b in benches if b.whole_groups(limit) != limit]
     if rounded and rank == 0 and not json_out:
@@ -170,7 +176,8 @@ def run_eval(
     print_scores(run.path, suite_obj, wanted, json_out=json_out)
     if not json_out:
         again = "".join(f"; {n} re-run (they had {why})" for why, n in stale.items())
-        print(f"(model, task) parts: {len(todo)} evaluated, {reused} reused from earlier runs{again}", file=sys.stderr)
+        print(f"(model, task) parts: {len(todo)} evaluated, {reused} reused from earlier runs{again}",
+              file=sys.stderr)
 
 
 def _prepare(run: RunDir, fields: dict[str, Any], entries: dict[str, dict]) -> None:
@@ -206,7 +213,8 @@ def _evaluate(job: Job, todo: list[tuple[str, Benchmark]], progress) -> None:
                 continue  # another process finished it while this one waited
             remove_stale_temp_files(part)
             bar = progress.add_task(f"{model} · {bench.name}", total=None)
-            lm.begin_task(part, on_batch=lambda k, total, bar=bar: progress.update(bar, total=total, advance=k))
+            lm.begin_task(part, on_batch=lambda k, total, bar=bar: progress.update(bar, total=total,
+                                                                                   advance=k))
             results = _run_task(simple_evaluate, lm, job, bench, part, model, settings)
             progress.update(bar, completed=progress.tasks[-1].total or 0)
             if lm.rank != 0 or results is None:
@@ -224,10 +232,12 @@ def _run_task(simple_evaluate, lm, job: Job, bench: Benchmark, part: Path, model
     log = part / LMMS_EVAL_LOG.format(rank=lm.rank)
     _reset_task_state()
     try:
-        # lmms-eval's prints, tqdm bars and warnings go to the task's log, not the terminal (or --json's stdout)
+        # lmms-eval's prints, tqdm bars and warnings go to the task's log, not the terminal
+        # (or --json's stdout)
         with open(log, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             return simple_evaluate(
-                model=lm, tasks=[copy.deepcopy(job.configs[bench.name])], task_manager=job.manager, limit=settings["limit"],
+                model=lm, tasks=[copy.deepcopy(job.configs[bench.name])], task_manager=job.manager,
+                limit=settings["limit"],
                 batch_size=settings["batch_size"], log_samples=True, bootstrap_iters=0, verbosity="ERROR",
                 process_docs_parallel=1, cli_args=args,
                 # no lmms-eval response cache: its answers carry no route; the adapter's trace is the cache
@@ -241,7 +251,8 @@ def _run_task(simple_evaluate, lm, job: Job, bench: Benchmark, part: Path, model
         if os.environ.get("SCOPEBENCH_DEBUG"):
             raise
         raise ScopebenchError(
-            f"task '{task}' failed for model '{model}': {type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            f"task '{task}' failed for model '{model}': {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:300]}"
             f"; lmms-eval's output is in {log}; finished tasks are kept in {job.run}"
         ) from None
 

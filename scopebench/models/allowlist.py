@@ -59,13 +59,15 @@ LOADING_KEYS = frozenset({
 })
 # transformers config keys that make it import code or read other files (remote code, hub kernels,
 # quantizers): refused at any depth of an inline `config:`.
-TRANSFORMERS_LOADING_KEYS = frozenset({"auto_map", "trust_remote_code", "quantization_config", "custom_pipelines"})
+TRANSFORMERS_LOADING_KEYS = frozenset({"auto_map", "trust_remote_code", "quantization_config",
+                                       "custom_pipelines"})
 # Kernel choices: transformers' own implementations are data, any other value names a hub kernel (code).
 KERNEL_KEYS = frozenset({
     "attn_implementation", "_attn_implementation", "_attn_implementation_internal", "experts_implementation",
     "_experts_implementation", "_experts_implementation_internal",
 })
-BUILTIN_KERNELS = frozenset({None, "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention",
+BUILTIN_KERNELS = frozenset({None, "eager", "sdpa", "flash_attention_2", "flash_attention_3",
+                             "flex_attention",
                              "grouped_mm", "batched_mm"})
 
 
@@ -103,8 +105,10 @@ def check_transformers_config(data: Any, where: str, allow: frozenset[str] = fro
                 raise ScopebenchError(f"{where}: '{key}' makes transformers load code or files; "
                                       "give architecture fields only")
             kernels = value.values() if isinstance(value, dict) else [value]
-            if key in KERNEL_KEYS and not all(isinstance(k, str | None) and k in BUILTIN_KERNELS for k in kernels):
-                raise ScopebenchError(f"{where}: '{key}' {value!r} names a kernel transformers would load as code; "
+            if key in KERNEL_KEYS and not all(isinstance(k, str | None) and k in BUILTIN_KERNELS
+                                              for k in kernels):
+                raise ScopebenchError(f"{where}: '{key}' {value!r} names a kernel transformers would load "
+                                      "as code; "
                                       f"use one of {', '.join(sorted(k for k in BUILTIN_KERNELS if k))}")
             check_transformers_config(value, f"{where}.{key}", allow)
     elif isinstance(data, list):

@@ -24,7 +24,8 @@ def llm_config(cfg: LLMConfig):
         data = dict(cfg.config)
         model_type = data.pop("model_type", None)
         if model_type not in CONFIG_MAPPING:
-            raise ScopebenchError(f"llm '{cfg.spec}': config.model_type '{model_type}' is not a transformers model type")
+            raise ScopebenchError(f"llm '{cfg.spec}': config.model_type '{model_type}' "
+                                  "is not a transformers model type")
         try:
             return CONFIG_MAPPING[model_type](**data)
         except Exception as err:  # transformers validates the fields: a wrong type or value
@@ -65,8 +66,10 @@ def build_model(cfg: ModelConfig, tokenizer=None, meta: bool = False, trust_remo
 
     if cfg.llm.trust_remote_code and not trust_remote_code:
         raise ScopebenchError(
-            f"model '{cfg.name}': llm.trust_remote_code is set, and scopebench runs no code from model repositories; "
-            "use an LLM whose model type transformers ships, or call build_model(..., trust_remote_code=True) from Python"
+            f"model '{cfg.name}': llm.trust_remote_code is set, "
+            "and scopebench runs no code from model repositories; "
+            "use an LLM whose model type transformers ships, "
+            "or call build_model(..., trust_remote_code=True) from Python"
         )
     torch.manual_seed(cfg.seed)
     if meta:

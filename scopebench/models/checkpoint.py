@@ -54,7 +54,8 @@ def read_config(folder: Path) -> ModelConfig:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ScopebenchError(f"{path}: not valid JSON (line {err.lineno}); restore the file from the checkpoint") from None
+        raise ScopebenchError(f"{path}: not valid JSON (line {err.lineno}); "
+                              "restore the file from the checkpoint") from None
     return config_from_dict(data, str(path), base=Path(folder))
 
 
@@ -73,7 +74,8 @@ def load_checkpoint(folder: Path, device: str = "cpu", trust_remote_code: bool =
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ScopebenchError(f"{weights}: corrupt safetensors file ({err}); re-download or re-save the checkpoint") from None
+        raise ScopebenchError(f"{weights}: corrupt safetensors file ({err}); "
+                              "re-download or re-save the checkpoint") from None
     tokenizer = _load_tokenizer(folder)
     model = build_model(cfg, tokenizer=tokenizer, trust_remote_code=trust_remote_code)
     if tokenizer is not None:
@@ -81,15 +83,18 @@ def load_checkpoint(folder: Path, device: str = "cpu", trust_remote_code: bool =
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
-        raise ScopebenchError(f"{weights}: unexpected tensor '{unexpected[0]}' (not in the model built from {CONFIG_FILE}); "
+        raise ScopebenchError(f"{weights}: unexpected tensor '{unexpected[0]}' "
+                              f"(not in the model built from {CONFIG_FILE}); "
                               f"the config and weights do not match")
     missing = sorted(k for k in set(expected) - set(state) if not _tied_to_loaded(model, k, state))
     if missing:
-        raise ScopebenchError(f"{weights}: missing tensor '{missing[0]}' ({len(missing)} in all); the checkpoint is incomplete")
+        raise ScopebenchError(f"{weights}: missing tensor '{missing[0]}' ({len(missing)} in all); "
+                              "the checkpoint is incomplete")
     for k, v in state.items():
         if tuple(v.shape) != tuple(expected[k].shape):
             raise ScopebenchError(
-                f"{weights}: tensor '{k}' has shape {tuple(v.shape)} but the config gives {tuple(expected[k].shape)}"
+                f"{weights}: tensor '{k}' has shape {tuple(v.shape)} "
+                f"but the config gives {tuple(expected[k].shape)}"
             )
     model.load_state_dict(state, strict=False)
     return model.to(device).eval()

@@ -39,7 +39,8 @@ class VisionEncoder(nn.Module):
         self.cfg = cfg
         self.image_size = int(image_size)
         self.interpolation = interpolation if interpolation in ("bilinear", "bicubic") else "bicubic"
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self._shape: tuple[int, int] | None = None
 
@@ -69,7 +70,8 @@ class VisionEncoder(nn.Module):
                     out = self.features(torch.empty(1, 3, self.image_size, self.image_size, device="meta"))
                 else:
                     with FakeTensorMode(allow_non_fake_inputs=True):
-                        out = self.features(torch.empty(1, 3, self.image_size, self.image_size, dtype=param.dtype))
+                        out = self.features(torch.empty(1, 3, self.image_size, self.image_size,
+                                                        dtype=param.dtype))
             except RuntimeError as err:  # e.g. an image smaller than a patch or a conv kernel
                 first = (str(err).strip().splitlines() or [""])[0][:200]
                 raise ScopebenchError(f"encoder '{self.cfg.spec}' cannot run at image_size {self.image_size} "
@@ -88,8 +90,9 @@ class VisionEncoder(nn.Module):
     def describe(self) -> dict[str, Any]:
         """Summary for listings: spec, resolution, tokens, width, normalisation, parameters."""
         return {
-            "spec": self.cfg.spec, "image_size": self.image_size, "tokens": self.num_tokens, "width": self.width,
-            "mean": [round(float(v), 4) for v in self.mean.flatten()], "std": [round(float(v), 4) for v in self.std.flatten()],
+            "spec": self.cfg.spec, "image_size": self.image_size, "tokens": self.num_tokens,
+            "width": self.width, "mean": [round(float(v), 4) for v in self.mean.flatten()],
+            "std": [round(float(v), 4) for v in self.std.flatten()],
             "feature_layer": self.cfg.feature_layer, "drop_cls": self.cfg.drop_cls,
             "params": sum(p.numel() for p in self.parameters()),
         }
@@ -112,17 +115,21 @@ def _local_safetensors(path: str | Path, spec: str) -> Path:
     if p.is_dir():
         files = sorted(p.glob("*.safetensors"))
         if not files:
-            raise ScopebenchError(f"encoder '{spec}': no .safetensors file in {p}; convert the weights to safetensors")
+            raise ScopebenchError(f"encoder '{spec}': no .safetensors file in {p}; "
+                                  "convert the weights to safetensors")
         p = files[0]
     if not p.exists():
-        raise ScopebenchError(f"encoder '{spec}': pretrained weights {p} not found; fix `pretrained:` or remove it")
+        raise ScopebenchError(f"encoder '{spec}': pretrained weights {p} not found; "
+                              "fix `pretrained:` or remove it")
     if p.suffix != ".safetensors":
-        raise ScopebenchError(f"encoder '{spec}': {p} is not a .safetensors file; only safetensors weights are loaded")
+        raise ScopebenchError(f"encoder '{spec}': {p} is not a .safetensors file; "
+                              "only safetensors weights are loaded")
     return p
 
 
 class TimmEncoder(VisionEncoder):
-    """timm backbone: ViTs give patch tokens (prefix tokens optional), convnets give their last feature map."""
+    """timm backbone: ViTs give patch tokens (prefix tokens optional), convnets give their last
+    feature map."""
 
     def __init__(self, cfg: EncoderConfig):
         import timm
@@ -142,7 +149,8 @@ class TimmEncoder(VisionEncoder):
                 model = timm.create_model(cfg.name, pretrained=bool(cfg.pretrained), num_classes=0, **kwargs)
         except RuntimeError as err:
             if "Unknown model" in str(err):
-                raise ScopebenchError(f"unknown timm model in '{cfg.spec}'; list names with timm.list_models()") from None
+                raise ScopebenchError(f"unknown timm model in '{cfg.spec}'; "
+                                      "list names with timm.list_models()") from None
             raise
         pcfg = model.pretrained_cfg
         size = cfg.image_size or pcfg.get("input_size", (3, 224, 224))[-1]
@@ -157,7 +165,8 @@ class TimmEncoder(VisionEncoder):
             return x[:, self.prefix:] if (self.cfg.drop_cls and x.ndim == 3) else x
         keep_prefix = self.prefix > 0 and not self.cfg.drop_cls
         out = self.model.forward_intermediates(
-            pixels, indices=2, intermediates_only=True, output_fmt="NLC" if self.prefix or _is_vit(self.model) else "NCHW",
+            pixels, indices=2, intermediates_only=True,
+            output_fmt="NLC" if self.prefix or _is_vit(self.model) else "NCHW",
             **({"return_prefix_tokens": True} if keep_prefix else {}),
         )[0]
         if keep_prefix:
@@ -186,7 +195,8 @@ class OpenClipEncoder(VisionEncoder):
 
         if cfg.name not in open_clip.list_models():
             hint = suggest(cfg.name, open_clip.list_models(), prefix="open_clip:")
-            raise ScopebenchError(f"unknown open_clip model in '{cfg.spec}'{hint}; see open_clip.list_models()")
+            raise ScopebenchError(f"unknown open_clip model in '{cfg.spec}'{hint}; "
+                                  "see open_clip.list_models()")
         pretrained = None
         if cfg.pretrained and cfg.pretrained != "hub":
             pretrained = str(_local_safetensors(cfg.pretrained, cfg.spec))
@@ -213,7 +223,8 @@ class OpenClipEncoder(VisionEncoder):
         del model
         pre = getattr(visual, "preprocess_cfg", {}) or {}
         size = visual.image_size[0] if isinstance(visual.image_size, tuple | list) else visual.image_size
-        super().__init__(cfg, size, pre.get("mean", CLIP_MEAN), pre.get("std", CLIP_STD), pre.get("interpolation", "bicubic"))
+        super().__init__(cfg, size, pre.get("mean", CLIP_MEAN), pre.get("std", CLIP_STD),
+                         pre.get("interpolation", "bicubic"))
         self.visual = visual
         self.is_trunk = hasattr(visual, "trunk")
 
@@ -264,10 +275,12 @@ class QwenVisionEncoder(VisionEncoder):
         unit = hf_config.patch_size * hf_config.spatial_merge_size
         size = cfg.image_size or 448
         if size % unit:
-            raise ScopebenchError(f"encoder '{cfg.spec}': image_size {size} must be a multiple of {unit} (patch x merge)")
+            raise ScopebenchError(f"encoder '{cfg.spec}': image_size {size} must be a multiple of {unit} "
+                                  "(patch x merge)")
         super().__init__(cfg, size, CLIP_MEAN, CLIP_STD)
         self.model = model
-        self.patch, self.merge, self.temporal = hf_config.patch_size, hf_config.spatial_merge_size, hf_config.temporal_patch_size
+        self.patch, self.merge, self.temporal = (hf_config.patch_size, hf_config.spatial_merge_size,
+                                                 hf_config.temporal_patch_size)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         b, c, h, w = pixels.shape
@@ -276,7 +289,8 @@ class QwenVisionEncoder(VisionEncoder):
         x = pixels.unsqueeze(1).expand(b, t, c, h, w)  # a still image is repeated over the temporal patch
         x = x.reshape(b, t, c, gh // m, m, p, gw // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
         x = x.reshape(b * gh * gw, c * t * p * p)
-        grid = torch.tensor([[1, gh, gw]] * b, device="cpu" if pixels.device.type == "meta" else pixels.device)
+        grid = torch.tensor([[1, gh, gw]] * b,
+                            device="cpu" if pixels.device.type == "meta" else pixels.device)
         merged = self.model(x, grid_thw=grid).pooler_output
         return merged.reshape(b, (gh // m) * (gw // m), -1)
 
@@ -305,7 +319,8 @@ def _hf_config(cfg: EncoderConfig):
         hf = CONFIG_MAPPING[model_type](**data)
     elif local.is_dir():
         if not (local / "config.json").exists():
-            raise ScopebenchError(f"encoder '{cfg.spec}': {local}/config.json not found; point hf: at a model folder")
+            raise ScopebenchError(f"encoder '{cfg.spec}': {local}/config.json not found; "
+                                  "point hf: at a model folder")
         check_config_file(local)
         hf = AutoConfig.from_pretrained(local, trust_remote_code=False)
     else:
@@ -313,7 +328,8 @@ def _hf_config(cfg: EncoderConfig):
             hf = hub_config(cfg.name)
         except OSError:
             raise ScopebenchError(
-                f"encoder '{cfg.spec}': no config found locally and the hub is unreachable; pass a local folder "
+                f"encoder '{cfg.spec}': no config found locally and the hub is unreachable; "
+                "pass a local folder "
                 f"(hf:/path/to/model) or give the architecture inline under `config:`"
             ) from None
     if cfg.overrides:
@@ -358,7 +374,8 @@ def _load_hf_weights(model: nn.Module, cfg: EncoderConfig, folder: Path) -> None
     path = Path(folder).expanduser()
     files = [_local_safetensors(path, cfg.spec)] if not path.is_dir() else sorted(path.glob("*.safetensors"))
     if not files:
-        raise ScopebenchError(f"encoder '{cfg.spec}': no .safetensors weights in {folder}; download them first")
+        raise ScopebenchError(f"encoder '{cfg.spec}': no .safetensors weights in {folder}; "
+                              "download them first")
     own = set(model.state_dict())
     prefixes = ("", "vision_model.", "model.visual.", "visual.", "vision_tower.")
     state = {}
@@ -372,7 +389,8 @@ def _load_hf_weights(model: nn.Module, cfg: EncoderConfig, folder: Path) -> None
                         state[key] = v
     missing = own - set(state)
     if missing:
-        raise ScopebenchError(f"encoder '{cfg.spec}': weights in {folder} lack {len(missing)} tensors, e.g. '{sorted(missing)[0]}'")
+        raise ScopebenchError(f"encoder '{cfg.spec}': weights in {folder} lack {len(missing)} tensors, "
+                              f"e.g. '{sorted(missing)[0]}'")
     model.load_state_dict(state)
 
 

@@ -28,7 +28,8 @@ class TextMixin:
 
     def _tok(self):
         if self.tokenizer is None:
-            raise ScopebenchError(f"model '{self.cfg.name}' has no tokenizer: a checkpoint folder needs its tokenizer.json "
+            raise ScopebenchError(f"model '{self.cfg.name}' has no tokenizer: "
+                                  "a checkpoint folder needs its tokenizer.json "
                                   "(re-save it with its tokenizer); a preset without weights cannot generate")
         return self.tokenizer
 
@@ -42,7 +43,8 @@ class TextMixin:
         return self.cfg.prompt_template.format(prompt=prompt)
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor, prompts: list[str], max_new_tokens: int | None = None) -> Generation:
+    def generate(self, images: torch.Tensor, prompts: list[str],
+                 max_new_tokens: int | None = None) -> Generation:
         """Greedy answers for raw prompts (the template is applied here), batched by route."""
         if len(prompts) != images.shape[0]:
             raise ScopebenchError(f"batch mismatch: {images.shape[0]} images but {len(prompts)} prompts")
@@ -70,7 +72,8 @@ class TextMixin:
             masks.append(torch.cat([mask.new_zeros(pad), mask.new_ones(nv + n)]))
         embeds, attn = torch.stack(rows), torch.stack(masks)
         pos = (attn.cumsum(1) - 1).clamp_min(0)
-        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True,
+                       logits_to_keep=1)
         key = cache_arg(self.llm)
         done = torch.zeros(len(lengths), dtype=torch.bool, device=embeds.device)
         result: list[list[int]] = [[] for _ in lengths]
@@ -98,7 +101,8 @@ class TextMixin:
         tok = self._tok()
         ctx = [tok(self.format_prompt(c), add_special_tokens=False)["input_ids"] for c in contexts]
         cont = [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        ids, mask = _pad([a + b for a, b in zip(ctx, cont, strict=True)], tok.pad_token_id or 0, images.device)
+        ids, mask = _pad([a + b for a, b in zip(ctx, cont, strict=True)], tok.pad_token_id or 0,
+                         images.device)
         labels = torch.full_like(ids, -100)
         for k, (a, b) in enumerate(zip(ctx, cont, strict=True)):
             labels[k, len(a) : len(a) + len(b)] = ids[k, len(a) : len(a) + len(b)]
@@ -125,5 +129,6 @@ def _pad(seqs: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor,
 
 
 def cache_arg(llm) -> str:
-    """What transformers calls the KV cache, as argument and output: ``cache`` (5.x) or ``past_key_values``."""
+    """What transformers calls the KV cache, as argument and output: ``cache`` (5.x) or
+    ``past_key_values``."""
     return "cache" if "cache" in inspect.signature(llm.forward).parameters else "past_key_values"

@@ -45,7 +45,8 @@ def load_preset(name: str) -> ModelConfig:
 
 
 def with_policy(cfg: ModelConfig, variant: str) -> ModelConfig:
-    """A preset variant (named in ``variants`` or a policy string), with the routed pool pruned to what it uses."""
+    """A preset variant (named in ``variants`` or a policy string), with the routed pool pruned to what it
+    uses."""
     policy_text = cfg.variants.get(variant, variant)
     policy = Policy.parse(policy_text, cfg.routed_names, where=f"model '{cfg.name}@{variant}'")
     keep = policy.encoders_used(cfg.routed_names)
@@ -60,7 +61,8 @@ def inference_policy(ref: str) -> tuple[str, str | None]:
 
     ``@blind`` is short for the checkpoint's own policy with vision disabled (``<policy>/blind``)."""
     base, _, policy = ref.rpartition("@")
-    folder = Path(base).expanduser() if base and is_checkpoint(Path(base).expanduser()) else demo_models().get(base)
+    folder = (Path(base).expanduser() if base and is_checkpoint(Path(base).expanduser())
+              else demo_models().get(base))
     if folder is None:
         return ref, None
     return base, f"{read_config(folder).policy}/blind" if policy == "blind" else policy
@@ -70,7 +72,8 @@ def _check_policy(cfg: ModelConfig, policy: str, ref: str) -> None:
     """Parse an inference policy and check the checkpoint has what it needs (a router, a token gate)."""
     need = Policy.parse(policy, cfg.routed_names, where=f"model '{ref}'").selector
     if need is not None and need != cfg.parsed_policy().selector:
-        raise ScopebenchError(f"model '{ref}': the checkpoint has no {need}, so policy '{policy}' cannot run; "
+        raise ScopebenchError(f"model '{ref}': the checkpoint has no {need}, "
+                              f"so policy '{policy}' cannot run; "
                               "use fixed:NAME, all, random or <policy>/mask:NAME")
 
 
@@ -99,7 +102,8 @@ class ModelRef:
 
     def manifest_entry(self) -> dict[str, str | None]:
         """What a run's manifest records of the model, so later stages need not parse its name."""
-        return {"ref": self.ref, "kind": self.kind, "checkpoint": None if self.folder is None else str(self.folder),
+        return {"ref": self.ref, "kind": self.kind,
+                "checkpoint": None if self.folder is None else str(self.folder),
                 "base": self.base, "policy": self.policy, "trained_policy": self.config.policy}
 
 
@@ -143,7 +147,8 @@ def check_device(device: str) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise ScopebenchError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); "
+            raise ScopebenchError("--device cuda: no CUDA device is available "
+                                  "(torch.cuda.is_available() is False); "
                                   "use --device cpu")
 
 
@@ -161,7 +166,8 @@ def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | 
         except ScopebenchError as err:
             if kind != "demo":
                 raise
-            raise ScopebenchError(f"{err} (shipped demo model: regenerate it with `scopebench demo train`)") from None
+            raise ScopebenchError(
+                f"{err} (shipped demo model: regenerate it with `scopebench demo train`)") from None
     else:
         model = build_model(cfg, meta=meta)
         if not meta:
@@ -189,7 +195,8 @@ def show_models(name: str | None, json_out: bool = False) -> None:
             return
         console.print(f"[bold]{name}[/] ({kind}{', ' + str(folder) if folder else ''})")
         if runs_with:
-            console.print(f"runs with policy {runs_with}; the config below is the checkpoint's (trained policy: {cfg.policy})",
+            console.print(f"runs with policy {runs_with}; the config below is the checkpoint's "
+                          f"(trained policy: {cfg.policy})",
                           highlight=False)
         console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
         return
@@ -210,5 +217,6 @@ def show_models(name: str | None, json_out: bool = False) -> None:
     for col in ("kind", "name", "policy", "shared encoder", "routed encoders", "LLM", "variants"):
         table.add_column(col, overflow="fold")
     for kind, ref, cfg, variants, _ in rows:
-        table.add_row(kind, ref, cfg.policy, cfg.shared.spec, ", ".join(cfg.routed) or "-", cfg.llm.spec, variants)
+        table.add_row(kind, ref, cfg.policy, cfg.shared.spec, ", ".join(cfg.routed) or "-", cfg.llm.spec,
+                      variants)
     console.print(table)

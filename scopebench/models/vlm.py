@@ -21,7 +21,8 @@ from scopebench.models.encoders import VisionEncoder, create_encoder
 from scopebench.models.generation import TextMixin
 from scopebench.models.router import CrossAttentionRouter, router_losses
 
-Group = tuple[Route, list[int], torch.Tensor, torch.Tensor]  # route, sample indices (list, tensor), visual tokens
+# route, sample indices (list, tensor), visual tokens
+Group = tuple[Route, list[int], torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -35,7 +36,8 @@ class VLMOutput:
     probs: torch.Tensor | None  # (B, E) router probabilities (None without a router)
     aux: dict[str, torch.Tensor]
     eranks: dict[str, torch.Tensor] | None = None  # eval mode: encoder -> (B,) effective rank, NaN = not run
-    answer_hidden: torch.Tensor | None = None  # (B, D) the LLM's last hidden state predicting text token hidden_at
+    # (B, D) the LLM's last hidden state predicting text token hidden_at
+    answer_hidden: torch.Tensor | None = None
 
 
 def make_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
@@ -106,13 +108,15 @@ class MultiEncoderVLM(TextMixin, nn.Module):
         """Switch the selection policy at inference (e.g. masking an encoder); checks the modules exist."""
         p = policy if isinstance(policy, Policy) else Policy.parse(policy, self.cfg.routed_names)
         if p.uses_router and self.router is None:
-            raise ScopebenchError(f"model '{self.cfg.name}' has no router: policy '{p}' cannot run; use fixed:/all/random")
+            raise ScopebenchError(f"model '{self.cfg.name}' has no router: policy '{p}' cannot run; "
+                                  "use fixed:/all/random")
         if p.kind == "token_moe" and self.gate is None:
             raise ScopebenchError(f"model '{self.cfg.name}' has no token gate: policy 'token_moe' cannot run")
         self.policy = p
         for route in self.paths():
             if self.cfg.fusion == "channel" and self.channel_key(route) is None:
-                raise ScopebenchError(f"model '{self.cfg.name}' (channel fusion) has no projector for route {route_name(route)}")
+                raise ScopebenchError(f"model '{self.cfg.name}' (channel fusion) has no projector "
+                                      f"for route {route_name(route)}")
         self._rng = torch.Generator().manual_seed(self.cfg.seed)
 
     def available(self) -> list[str]:
@@ -135,7 +139,8 @@ class MultiEncoderVLM(TextMixin, nn.Module):
     def text_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(input_ids)
 
-    def choose_routes(self, shared_feats, prompt_embeds, prompt_mask) -> tuple[list[Route], torch.Tensor | None]:
+    def choose_routes(self, shared_feats, prompt_embeds,
+                      prompt_mask) -> tuple[list[Route], torch.Tensor | None]:
         """Pick each sample's route; returns routes and router probabilities (B, E) when there is a router."""
         b, p = shared_feats.shape[0], self.policy
         names, avail = self.cfg.routed_names, self.available()
@@ -175,7 +180,8 @@ class MultiEncoderVLM(TextMixin, nn.Module):
         eranks = self._rank_table(shared_feats) if ranks else None
         return routes, probs, eranks, self._groups(images, shared_feats, groups, eranks)
 
-    def _groups(self, images, shared_feats, groups: dict[Route, list[int]], eranks: dict | None) -> Iterator[Group]:
+    def _groups(self, images, shared_feats, groups: dict[Route, list[int]],
+                eranks: dict | None) -> Iterator[Group]:
         for route, idx in groups.items():
             ix = torch.tensor(idx, device=images.device)
             feats = self.encode_routed(images[ix], route)
@@ -251,8 +257,8 @@ class MultiEncoderVLM(TextMixin, nn.Module):
             prompt_mask = attention_mask if labels is None else attention_mask * (labels == -100)
         text = self.text_embeddings(input_ids)
         soft = self.training and self.router is not None and self.cfg.router.train_mode == "soft"
-        routes, probs, eranks, groups = self.route_and_encode(images, text, prompt_mask, ranks=not self.training,
-                                                              every_route=soft)
+        routes, probs, eranks, groups = self.route_and_encode(images, text, prompt_mask,
+                                                              ranks=not self.training, every_route=soft)
         run = self._soft_pass if soft else self._hard_pass
         logits, nll, hidden = run(groups, probs, text, attention_mask, labels, hidden_at)
         aux: dict[str, torch.Tensor] = {}
@@ -263,15 +269,17 @@ class MultiEncoderVLM(TextMixin, nn.Module):
             if probs is not None and self.training:
                 aux.update(router_losses(probs, self.cfg.router))
                 loss = loss + aux["router_loss"]
-        return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux, eranks=eranks,
-                         answer_hidden=hidden)
+        return VLMOutput(logits=logits, sample_nll=nll, loss=loss, routes=routes, probs=probs, aux=aux,
+                         eranks=eranks, answer_hidden=hidden)
 
     def _outputs(self, text: torch.Tensor, labels, hidden_at):
-        """Zero logits (B, T, V), per-sample NLL (B,) if ``labels``, answer hidden states (B, D) if ``hidden_at``."""
+        """Zero logits (B, T, V), per-sample NLL (B,) if ``labels``, answer hidden states (B, D) if
+        ``hidden_at``."""
         b, t = text.shape[:2]
         vocab = self.llm.get_output_embeddings().out_features
         nll = text.new_zeros(b) if labels is not None else None
-        return text.new_zeros(b, t, vocab), nll, None if hidden_at is None else text.new_zeros(b, text.shape[-1])
+        return (text.new_zeros(b, t, vocab), nll,
+                None if hidden_at is None else text.new_zeros(b, text.shape[-1]))
 
     def _hard_pass(self, groups: Iterator[Group], probs, text, mask, labels, hidden_at):
         """Each sample through its own route. In training with a router, the route's visual tokens are scaled

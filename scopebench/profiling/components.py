@@ -20,7 +20,8 @@ from scopebench.models.generation import cache_arg
 from scopebench.models.vlm import make_projector
 from scopebench.profiling.counters import on_meta
 
-SHARED, ROUTER, PROJECTOR, PREFILL, DECODE = "shared_encoder", "router", "projector", "llm_prefill", "llm_decode"
+SHARED, ROUTER, PROJECTOR, PREFILL, DECODE = ("shared_encoder", "router", "projector", "llm_prefill",
+                                              "llm_decode")
 DECODE_PER_TOKEN = "llm_decode_per_token"
 ROUTED = "routed:"
 
@@ -42,7 +43,8 @@ class Part:
 
 @dataclass
 class PathPlan:
-    """The first-token parts of one route (decode: see ``decode_part``). ``reference``: not taken by the policy."""
+    """The first-token parts of one route (decode: see ``decode_part``). ``reference``: not taken by the
+    policy."""
 
     name: str
     route: Route
@@ -101,7 +103,8 @@ class Projection(nn.Module):
     """The model's own ``fuse`` for a route, fed zeros of each routed encoder's feature shape (the encoders
     are counted on their own). ``projector``: a stand-in for a channel-fusion route the model has none for."""
 
-    def __init__(self, model, route: Route, shapes: dict[str, tuple[int, int]], projector: nn.Module | None = None):
+    def __init__(self, model, route: Route, shapes: dict[str, tuple[int, int]],
+                 projector: nn.Module | None = None):
         super().__init__()
         self.model, self.route, self.shapes, self.projector = model, route, shapes, projector
 
@@ -118,7 +121,8 @@ class Prefill(nn.Module):
         self.llm = llm
 
     def forward(self, embeds, position_ids):
-        return self.llm(inputs_embeds=embeds, position_ids=position_ids, use_cache=False, logits_to_keep=1).logits
+        return self.llm(inputs_embeds=embeds, position_ids=position_ids, use_cache=False,
+                        logits_to_keep=1).logits
 
 
 class DecodeStep(nn.Module):

@@ -26,18 +26,21 @@ def flops_rows(result: dict) -> pd.DataFrame:
     """kind=path / reference rows of a `flops` result."""
     rows = []
     for p in result["paths"]:
-        base = {"model": result["model"], "kind": "reference" if p["reference"] else "path", "path": p["path"],
+        base = {"model": result["model"], "kind": "reference" if p["reference"] else "path",
+                "path": p["path"],
                 "device": result["device"]}
         for name, c in p["components"].items():
-            rows.append({**base, "component": name, "macs": c["macs"], "flops": c["flops"], "params": c["params"],
+            rows.append({**base, "component": name, "macs": c["macs"], "flops": c["flops"],
+                         "params": c["params"],
                          "active_params": c["params"], "counter": c["counter"]})
         if "decode_per_token" in p:
             d = p["decode_per_token"]
             rows.append({**base, "component": DECODE_PER_TOKEN, "macs": d["macs"], "flops": d["flops"],
                          "visual_tokens": p["visual_tokens"], "counter": result["counter"]})
         counters = sorted({c["counter"] for c in p["components"].values()})
-        rows.append({**base, "component": TOTAL, "visual_tokens": p["visual_tokens"], "macs": p["total"]["macs"],
-                     "flops": p["total"]["flops"], "params": p["params"], "active_params": p["active_params"],
+        rows.append({**base, "component": TOTAL, "visual_tokens": p["visual_tokens"],
+                     "macs": p["total"]["macs"], "flops": p["total"]["flops"], "params": p["params"],
+                     "active_params": p["active_params"],
                      "counter": "+".join(counters)})
     return conform(pd.DataFrame(rows), "costs")
 
@@ -52,7 +55,8 @@ def _replace(run_dir: Path, model: str, kinds: tuple[str, ...], new: pd.DataFram
 
 
 def write_flops(run_dir: Path, result: dict) -> pd.DataFrame:
-    """Write path / reference rows and, when the run has routes for the model, expected rows. Returns the latter."""
+    """Write path / reference rows and, when the run has routes for the model, expected rows. Returns the
+    latter."""
     from scopebench.analysis.compute import expected_costs
 
     rows = flops_rows(result)

@@ -43,7 +43,8 @@ tensor numpy_T item _assert_tensor_metadata uniform_ normal_ randn rand bernoull
 # fvcore's default handles for non-matmul ops: dropped so that they are listed, not counted
 _FVCORE_DROPPED = (
     "aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm",
-    "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::adaptive_avg_pool2d", "aten::grid_sampler",
+    "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::adaptive_avg_pool2d",
+    "aten::grid_sampler",
 )
 
 
@@ -81,7 +82,8 @@ def _is_free(name: str) -> bool:
 
 # ----- fvcore ------------------------------------------------------------------------------
 def _import_fvcore() -> None:
-    """Import fvcore.nn without the FutureWarning its focal-loss module triggers (torch.jit.script) on import."""
+    """Import fvcore.nn without the FutureWarning its focal-loss module triggers (torch.jit.script) on
+    import."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
         import fvcore.nn  # noqa: F401
@@ -169,7 +171,8 @@ def _torch_formulas() -> dict:
         return 2 * F.mha_macs(query, key, embed_dim)
 
     table = {aten._native_multi_head_attention: mha}
-    for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_fused_attention_overrideable",
+    for name in ("_scaled_dot_product_flash_attention_for_cpu",
+                 "_scaled_dot_product_fused_attention_overrideable",
                  "_scaled_dot_product_attention_math_for_mps"):
         if hasattr(aten, name):
             table[getattr(aten, name)] = sdpa

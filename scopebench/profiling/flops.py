@@ -76,7 +76,8 @@ def count_paths(plans: list[PathPlan], tally: Tally, llm=None, generated_tokens:
                  "visual_tokens": plan.visual_tokens, "llm_tokens": plan.llm_tokens, "components": comps}
         if llm is not None:
             step, total = _decode(tally, llm, plan.llm_tokens, generated_tokens)
-            comps[DECODE] = {"macs": total, "flops": 2 * total, "params": count_params([llm]), "counter": step.counter}
+            comps[DECODE] = {"macs": total, "flops": 2 * total, "params": count_params([llm]),
+                             "counter": step.counter}
             entry["decode_per_token"] = {"macs": step.macs, "flops": step.flops, "context": plan.llm_tokens}
         macs = sum(c["macs"] for c in comps.values())
         active = count_params(plan.modules)
@@ -100,12 +101,14 @@ def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> 
     total = None if target.encoder else count_params([target.model])
     tally = Tally(counter, target.label)
     try:
-        plans = plan_encoder(target.label, target.model) if target.encoder else plan_model(target.model, prompt_tokens)
+        plans = (plan_encoder(target.label, target.model) if target.encoder
+                 else plan_model(target.model, prompt_tokens))
         limit = getattr(getattr(llm, "config", None), "max_position_embeddings", None)
         longest = max((p.llm_tokens for p in plans), default=0) + generated_tokens
         if limit and longest > limit:  # no limit for an encoder on its own (llm is None)
-            raise ScopebenchError(f"--prompt-tokens {prompt_tokens}: the longest path needs {longest} LLM positions, "
-                                  f"more than the LLM's max_position_embeddings ({limit}); lower --prompt-tokens")
+            raise ScopebenchError(f"--prompt-tokens {prompt_tokens}: the longest path needs {longest} "
+                                  f"LLM positions, more than the LLM's max_position_embeddings ({limit}); "
+                                  "lower --prompt-tokens")
         paths = count_paths(plans, tally, llm, generated_tokens, total)
     except ScopebenchError:
         raise
@@ -124,7 +127,8 @@ def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> 
 
 
 def run_flops(model: str, image_size: int | None = None, prompt_tokens: int = 64, generated_tokens: int = 16,
-              meta: bool = False, counter: str = "fvcore", output: Path | None = None, json_out: bool = False) -> dict:
+              meta: bool = False, counter: str = "fvcore", output: Path | None = None,
+              json_out: bool = False) -> dict:
     """`scopebench flops`: count, print (rich tables or JSON) and optionally write the run's costs table."""
     from scopebench.profiling.loading import load_for_flops
 

@@ -144,7 +144,8 @@ class _Timer:
                 try:
                     fn = _graphed(fn)
                 except Exception as err:  # e.g. host syncs inside the encoder: time it eagerly
-                    self.warnings.append(f"{part.component}: CUDA graph capture failed ({type(err).__name__}); "
+                    self.warnings.append(f"{part.component}: CUDA graph capture failed "
+                                         f"({type(err).__name__}); "
                                          "timed without a graph")
             self.calls[part.key] = fn
         return self.calls[part.key]
@@ -153,10 +154,12 @@ class _Timer:
         if key not in self.cache:
             median, iqr = time_call(fn, self.device, self.warmup, self.repeats, self.threads)
             tflops = flops / median / 1e12 if median > 0 else float("nan")
-            self.cache[key] = {"median_ms": 1e3 * median, "iqr_ms": 1e3 * iqr, "macs": flops // 2, "flops": flops,
+            self.cache[key] = {"median_ms": 1e3 * median, "iqr_ms": 1e3 * iqr, "macs": flops // 2,
+                               "flops": flops,
                                "tflops": tflops, "peak_fraction": tflops / self.peak if self.peak else None}
             if median > 0 and iqr / median > NOISY:
-                self.warnings.append(f"{label}: IQR is {100 * iqr / median:.0f}% of the median; the timing is noisy "
+                self.warnings.append(f"{label}: IQR is {100 * iqr / median:.0f}% of the median; "
+                                     "the timing is noisy "
                                      "(use more --repeats on an idle machine)")
         return self.cache[key]
 
@@ -215,12 +218,15 @@ def run_latency(model: str, batch_size: int = 1, warmup: int = 5, repeats: int =
         raise
     except Exception as err:  # a model that cannot run on this device / dtype: one line
         first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ScopebenchError(f"cannot time '{model}' on {device} in {dtype}: {type(err).__name__}: {first}") from None
+        raise ScopebenchError(f"cannot time '{model}' on {device} in {dtype}: "
+                              f"{type(err).__name__}: {first}") from None
     result = {
-        "model": target.label, "device": f"cuda:{gpu}" if gpu else "cpu", "dtype": dtype, "batch_size": batch_size,
+        "model": target.label, "device": f"cuda:{gpu}" if gpu else "cpu", "dtype": dtype,
+        "batch_size": batch_size,
         "warmup": warmup, "repeats": repeats, "threads": None if gpu else threads, "cuda_graphs": cuda_graphs,
         "gpu": peak[0] if peak else gpu, "peak_tflops": peak[1] if peak else None,
-        "prompt_tokens": None if target.encoder else prompt_tokens, "paths": paths, "warnings": timer.warnings,
+        "prompt_tokens": None if target.encoder else prompt_tokens, "paths": paths,
+        "warnings": timer.warnings,
     }
     if output is not None:
         from scopebench.profiling.costs import write_latency

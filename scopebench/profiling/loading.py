@@ -74,7 +74,8 @@ def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
     notes = []
     if kind == "preset" and not meta:
         meta = True
-        notes.append(f"'{ref}' is a preset without weights: counted on the meta device with the torch counter")
+        notes.append(f"'{ref}' is a preset without weights: "
+                     "counted on the meta device with the torch counter")
     if image_size is not None:
         cfg = _with_image_size(cfg, image_size)
     if meta:
@@ -84,7 +85,8 @@ def load_for_flops(ref: str, image_size: int | None, meta: bool) -> Target:
     else:
         model = build_model(cfg)
         if folder is not None:
-            notes.append("--image-size changes the encoders: counted with random weights (counts do not depend on them)")
+            notes.append("--image-size changes the encoders: "
+                         "counted with random weights (counts do not depend on them)")
     if model_ref.inference_policy is not None:  # CHECKPOINT@POLICY; build_model ignores it
         model.set_policy(model_ref.inference_policy)
     return Target(label, kind, model.eval(), False, notes)

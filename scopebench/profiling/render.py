@@ -41,7 +41,8 @@ def print_flops(result: dict, expected=None, output: Path | None = None) -> None
     has_llm = result["prompt_tokens"] is not None
     context = (f"prompt {result['prompt_tokens']} tokens, {result['generated_tokens']} generated; "
                if has_llm else "")
-    summary = Table(title=f"[bold]{result['model']}[/]: compute per path ({context}counter {result['counter']}, "
+    summary = Table(title=f"[bold]{result['model']}[/]: compute per path "
+                          f"({context}counter {result['counter']}, "
                           f"device {result['device']}; FLOPs = 2 x MACs)")
     cols = ["path", "visual tokens", "GMACs", "GFLOPs"]
     cols += ["decode GFLOPs/token"] if has_llm else []
@@ -71,8 +72,9 @@ def print_flops(result: dict, expected=None, output: Path | None = None) -> None
     console.print(detail)
     ref = next((p for p in result["paths"] if p["reference"]), None)
     if ref is not None:
-        console.print(f"shared+all (reference) = {ref['path']}: the all-encoders path of the same pool, which this "
-                      "policy never takes (counted without the router); saving = 1 - total / reference total.",
+        console.print(f"shared+all (reference) = {ref['path']}: the all-encoders path of the same pool, "
+                      "which this policy never takes (counted without the router); "
+                      "saving = 1 - total / reference total.",
                       highlight=False)
     if has_llm:
         console.print("llm_decode = generated tokens after the first (the prefill yields the first); "
@@ -80,7 +82,8 @@ def print_flops(result: dict, expected=None, output: Path | None = None) -> None
     ops = result["unsupported_ops"]
     if ops:
         listed = ", ".join(f"{op} x{n}" for op, n in ops.items())
-        console.print(f"[bold]not counted[/] (no matmul-class cost; calls over the counted components): {listed}",
+        console.print(f"[bold]not counted[/] (no matmul-class cost; calls over the counted components): "
+                      f"{listed}",
                       highlight=False)
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
@@ -120,7 +123,8 @@ def print_latency(result: dict) -> None:
         for i, (name, t) in enumerate(timed.items()):
             row = [p["path"] if i == 0 else "", name, _num(t["median_ms"], ",.3f"), _num(t["iqr_ms"], ",.3f"),
                    _num(t["flops"] / G), _num(t["tflops"], ",.3f")]
-            row += [f"{100 * t['peak_fraction']:.1f}%" if t.get("peak_fraction") is not None else "-"] if peak else []
+            row += ([f"{100 * t['peak_fraction']:.1f}%" if t.get("peak_fraction") is not None else "-"]
+                    if peak else [])
             table.add_row(*row)
         table.add_section()
     console.print(table)

@@ -34,8 +34,9 @@ from scopebench.suites import Suite
 
 _FIRST = ["model", "source", "type", "overall", "complete"]
 _LAST = [
-    "expected_macs", "expected_flops", "expected_tflops", "latency_ms", "latency_batch", "latency_device", "params",
-    "active_params", "pareto", "reference", "saving", "saving_min", "saving_max", "delta", "delta_low", "delta_high",
+    "expected_macs", "expected_flops", "expected_tflops", "latency_ms", "latency_batch", "latency_device",
+    "params", "active_params", "pareto", "reference", "saving", "saving_min", "saving_max", "delta",
+    "delta_low", "delta_high",
     "delta_n",
 ]
 
@@ -71,9 +72,11 @@ def _model_rows(scores: pd.DataFrame, routes: pd.DataFrame) -> pd.DataFrame:
     return first.assign(type=first.apply(kind, axis=1))
 
 
-def _costs(models: pd.DataFrame, scores: pd.DataFrame, routes: pd.DataFrame, costs: pd.DataFrame, notes: list[str]):
+def _costs(models: pd.DataFrame, scores: pd.DataFrame, routes: pd.DataFrame, costs: pd.DataFrame,
+           notes: list[str]):
     """Per model: expected MACs / FLOPs per sample (mean over its benchmarks: NaN, with a note, unless every
-    scored benchmark has an expected cost), parameters and routing-weighted latency; and the per-benchmark rows."""
+    scored benchmark has an expected cost), parameters and routing-weighted latency; and the per-benchmark
+    rows."""
     expected = resolve_expected(routes, costs)
     latency = expected_latency(routes, costs)
     per = expected.groupby("model").agg(
@@ -87,7 +90,8 @@ def _costs(models: pd.DataFrame, scores: pd.DataFrame, routes: pd.DataFrame, cos
         if missing or pd.isna(per.loc[m, "expected_macs"]):
             per.loc[m, "expected_macs"] = float("nan")
             notes.append(f"no expected cost for {m}: no routes or path costs for "
-                         f"{', '.join(missing) or 'some benchmarks'}; rerun `scopebench eval` and `scopebench flops` for it")
+                         f"{', '.join(missing) or 'some benchmarks'}; "
+                         "rerun `scopebench eval` and `scopebench flops` for it")
     lat = latency.groupby("model").agg(
         latency_ms=("latency_ms", lambda s: s.mean(skipna=False)), latency_batch=("batch_size", "last"),
         latency_device=("device", "last"),
@@ -107,11 +111,13 @@ def _paths(costs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _references(models: pd.DataFrame, routes: pd.DataFrame, costs: pd.DataFrame, explicit: str | None) -> dict:
+def _references(models: pd.DataFrame, routes: pd.DataFrame, costs: pd.DataFrame,
+                explicit: str | None) -> dict:
     measured = models.loc[models["source"] == "run", "model"].tolist()
     if explicit is not None:
         if explicit not in measured:
-            raise ScopebenchError(f"reference: unknown model '{explicit}'; choose from: {', '.join(measured)}")
+            raise ScopebenchError(f"reference: unknown model '{explicit}'; "
+                                  f"choose from: {', '.join(measured)}")
         return {m: explicit for m in measured if m != explicit}
     routers = [m for m in routed_models(routes) if m in measured]
     refs = {m: all_encoders_baseline(routes, costs, m) for m in routers}
@@ -153,7 +159,8 @@ def _routing(routes: pd.DataFrame, suite: Suite, notes: list[str]) -> tuple[pd.D
             continue
         table = oracle_table(routes, model, found)
         table["baselines"] = ", ".join(found[e] for e in pool)
-        oracles.append(table.sort_values("benchmark", key=lambda s: s.map(order).fillna(len(order)), kind="stable"))
+        oracles.append(table.sort_values("benchmark", key=lambda s: s.map(order).fillna(len(order)),
+                                         kind="stable"))
     return _concat(stats), _concat(oracles)
 
 
@@ -164,7 +171,8 @@ def build_report(
     """All the numbers of a report: scores, costs, Pareto front, savings and deltas, routing, oracle."""
     notes = list(runs.notes)
     keep = ["model", "benchmark", "category", "score", "source"]
-    scores = pd.concat([f[keep] for f in (runs.scores, external) if f is not None and len(f)], ignore_index=True)
+    scores = pd.concat([f[keep] for f in (runs.scores, external) if f is not None and len(f)],
+                       ignore_index=True)
     agg = aggregate(scores, runs.suite)
     # runs with vision disabled are compared with their own model only: no costs, no baseline, no front
     names = list(dict.fromkeys(runs.scores["model"]))
@@ -178,7 +186,8 @@ def build_report(
                      "they route on the real image, then encode a black one (the shared encoder runs twice)")
     for m, twin in blind.items():
         if twin is None:
-            notes.append(f"no vision gain for {m}: evaluate the same model with vision ({seeing_ref(runs.entry(m))})")
+            notes.append(f"no vision gain for {m}: evaluate the same model with vision "
+                         f"({seeing_ref(runs.entry(m))})")
     is_blind = models["model"].isin(blind)
     models["pareto"] = pareto_front(models["overall"].where(~is_blind), models["expected_flops"])
     costed_runs = set(runs.costs["run"])

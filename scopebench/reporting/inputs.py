@@ -79,7 +79,8 @@ def load_runs(run_dirs: list[Path]) -> Runs:
     notes, models = [], {}
     for run in map(RunDir, run_dirs):
         if not run.path.is_dir():
-            raise ScopebenchError(f"{run}: not a directory; pass a run directory written by `scopebench eval`")
+            raise ScopebenchError(f"{run}: not a directory; "
+                                  "pass a run directory written by `scopebench eval`")
         scores = run.read("scores")
         if scores.empty:
             raise ScopebenchError(f"{run.file('scores')}: no rows; evaluate a model with `scopebench eval`")
@@ -108,7 +109,8 @@ def load_runs(run_dirs: list[Path]) -> Runs:
         if len(costs):
             costs = suite.with_benchmark_names(costs, run.file("costs"))
         frames["costs"].append(costs.assign(run=str(run)))
-    scores, routes, costs = (conform(pd.concat(frames[k], ignore_index=True), k) for k in ("scores", "routes", "costs"))
+    scores, routes, costs = (conform(pd.concat(frames[k], ignore_index=True), k)
+                             for k in ("scores", "routes", "costs"))
     _no_duplicates(scores, ["model", "benchmark"], "scores")
     _no_duplicates(routes, ["model", "benchmark", "doc_id"], "routes")
     routes["doc_id"] = routes["doc_id"].astype(str)
@@ -123,12 +125,14 @@ def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
     try:
         df = pd.read_csv(path)
     except FileNotFoundError:
-        raise ScopebenchError(f"{path}: file not found; pass a CSV with columns model,benchmark,score") from None
+        raise ScopebenchError(f"{path}: file not found; "
+                              "pass a CSV with columns model,benchmark,score") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         raise ScopebenchError(f"{path}: not a readable CSV; write columns model,benchmark,score") from None
     missing = [c for c in EXTERNAL_COLUMNS if c not in df.columns]
     if missing:
-        raise ScopebenchError(f"{path}: missing column '{missing[0]}'; the header must be model,benchmark,score")
+        raise ScopebenchError(f"{path}: missing column '{missing[0]}'; "
+                              "the header must be model,benchmark,score")
     rows = []
     for i, rec in enumerate(df.to_dict("records"), start=2):
         where = f"{path}: line {i}"

@@ -40,10 +40,12 @@ def accuracy_vs_compute(report: Report):
     if (~routed).any():
         ax.scatter(x[~routed], y[~routed], s=45, c="C0", label="fixed encoder set", zorder=3)
     if routed.any():
-        ax.scatter(x[routed], y[routed], s=140, marker="*", c="C3", label="routed (one encoder per sample)", zorder=3)
+        ax.scatter(x[routed], y[routed], s=140, marker="*", c="C3", label="routed (one encoder per sample)",
+                   zorder=3)
     front = front_order(y, x)
     if len(front):
-        ax.step(x[front], y[front], where="post", ls="--", c="0.5", lw=1, label="Pareto front (circled)", zorder=2)
+        ax.step(x[front], y[front], where="post", ls="--", c="0.5", lw=1, label="Pareto front (circled)",
+                zorder=2)
         ax.scatter(x[front], y[front], s=160, facecolors="none", edgecolors="0.3", zorder=4)
     ext = m[(m["source"] == "external") & m["complete"]]
     for i, r in enumerate(ext.itertuples()):
@@ -61,7 +63,8 @@ def accuracy_vs_compute(report: Report):
     return fig
 
 
-_OFFSETS = ((6, 5, "left"), (6, -13, "left"), (-6, 5, "right"), (-6, -13, "right"), (6, 14, "left"), (6, -22, "left"))
+_OFFSETS = ((6, 5, "left"), (6, -13, "left"), (-6, 5, "right"), (-6, -13, "right"), (6, 14, "left"),
+            (6, -22, "left"))
 
 
 def _label_points(fig, ax, x, y, names: list[str]) -> None:
@@ -70,13 +73,15 @@ def _label_points(fig, ax, x, y, names: list[str]) -> None:
     placed = []
     for i in np.argsort(-y, kind="stable"):
         for dx, dy, ha in _OFFSETS:
-            label = ax.annotate(names[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha)
+            label = ax.annotate(names[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
+                                fontsize=8, ha=ha)
             box = label.get_window_extent(renderer)
             if not any(box.overlaps(other) for other in placed):
                 break
             label.remove()
         else:
-            label = ax.annotate(names[i], (x[i], y[i]), xytext=_OFFSETS[0][:2], textcoords="offset points", fontsize=8)
+            label = ax.annotate(names[i], (x[i], y[i]), xytext=_OFFSETS[0][:2], textcoords="offset points",
+                                fontsize=8)
             box = label.get_window_extent(renderer)
         placed.append(box)
 
@@ -89,14 +94,16 @@ def categories(report: Report):
     values = report.agg.categories.reindex(index=models, columns=groups).astype(float)
     for g in groups:
         values.loc[[not report.agg.is_complete(mod, g) for mod in models], g] = np.nan
-    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(groups) + 0.3 * len(models)), 4.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(groups) + 0.3 * len(models)), 4.8),
+                           layout="constrained")
     width = 0.8 / len(models)
     pos = np.arange(len(groups))
     external = set(report.models.loc[report.models["source"] == "external", "model"])
     for i, mod in enumerate(models):
         ext = mod in external
-        ax.bar(pos + (i - (len(models) - 1) / 2) * width, values.loc[mod].to_numpy(), width, color=f"C{i % 10}",
-               label=f"{mod} (external)" if ext else mod, hatch="//" if ext else None, edgecolor="white" if ext else None)
+        ax.bar(pos + (i - (len(models) - 1) / 2) * width, values.loc[mod].to_numpy(), width,
+               color=f"C{i % 10}", label=f"{mod} (external)" if ext else mod, hatch="//" if ext else None,
+               edgecolor="white" if ext else None)
     ax.set_xticks(pos, groups)
     ax.set_ylabel("score (0-100; category = mean of its benchmarks)")
     ax.set_ylim(0, min(100, np.nanmax(values.to_numpy(), initial=0) * 1.1 + 5))
@@ -112,14 +119,16 @@ def routing_heatmap(report: Report):
     parts = [(mod, p[p["level"] == "benchmark"]) for mod, p in report.routing.groupby("model", sort=False)]
     cat = {b.name: b.category for b in report.suite.benchmarks}
     n_rows = max(len(p) for _, p in parts)
-    fig, axes = plt.subplots(1, len(parts), figsize=(2.2 + 1.3 * max(len(_shares(p)) for _, p in parts) * len(parts),
-                                                     1.2 + 0.32 * n_rows), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, len(parts),
+                             figsize=(2.2 + 1.3 * max(len(_shares(p)) for _, p in parts) * len(parts),
+                                      1.2 + 0.32 * n_rows), layout="constrained", squeeze=False)
     for ax, (mod, p) in zip(axes[0], parts, strict=True):
         cols = _shares(p)
         grid = p[cols].to_numpy(float)
         im = ax.imshow(grid, cmap="Blues", vmin=0, vmax=1, aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
-            ax.text(j, i, f"{math.floor(100 * v + 0.5)}%", ha="center", va="center", fontsize=8, color="white" if v > 0.6 else "black")
+            ax.text(j, i, f"{math.floor(100 * v + 0.5)}%", ha="center", va="center", fontsize=8,
+                    color="white" if v > 0.6 else "black")
         ax.set_xticks(range(len(cols)), [c.removeprefix("share:") for c in cols])
         ax.set_yticks(range(len(p)), [f"{b} ({cat.get(b, '?')})" for b in p["name"]])
         cats = [cat.get(b) for b in p["name"]]
@@ -145,7 +154,8 @@ def latency(report: Report):
     labels = [f"{r.model}: {r.path}" for r in p.itertuples()]
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.3 * len(p)), layout="constrained")
     colors = [f"C{order.get(mod, 0) % 10}" for mod in p["model"]]
-    ax.barh(range(len(p)), p["latency_median_ms"], xerr=p["latency_iqr_ms"].fillna(0) / 2, color=colors, capsize=2)
+    ax.barh(range(len(p)), p["latency_median_ms"], xerr=p["latency_iqr_ms"].fillna(0) / 2, color=colors,
+            capsize=2)
     ax.set_yticks(range(len(p)), labels)
     ax.invert_yaxis()
     batches = ", ".join(f"{b:g}" for b in sorted(p["batch_size"].dropna().unique()))
@@ -171,7 +181,8 @@ def encoder_roles(report: Report):
     ax, pos = axes[0][0], np.arange(len(r))
     width = 0.8 / max(len(measures), 1)
     for i, c in enumerate(measures):
-        ax.bar(pos + (i - (len(measures) - 1) / 2) * width, r[c].to_numpy(float), width, label=ROLE_MEASURES[c], color=f"C{i}")
+        ax.bar(pos + (i - (len(measures) - 1) / 2) * width, r[c].to_numpy(float), width,
+               label=ROLE_MEASURES[c], color=f"C{i}")
     ax.axhline(0, c="0.3", lw=0.8)
     ax.set_xticks(pos, r["encoder"])
     ax.set_ylabel("overall score difference (points, 0-100)")
@@ -224,7 +235,8 @@ def save(figs: dict[str, object], folder: Path) -> list[Path]:
 
 def data_uris(figs: dict[str, object]) -> dict[str, str]:
     """Every figure as an SVG data: URI, for embedding in one self-contained HTML file."""
-    return {stem.replace("_", " "): "data:image/svg+xml;base64," + base64.b64encode(_render(fig, "svg")).decode()
+    return {stem.replace("_", " "):
+            "data:image/svg+xml;base64," + base64.b64encode(_render(fig, "svg")).decode()
             for stem, fig in figs.items()}
 
 

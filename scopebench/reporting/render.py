@@ -128,11 +128,13 @@ def paths_section(report: Report) -> Section:
     rows = [[
         r["model"], r["path"], num(r["flops"] / scale, ".3g"), num(r["visual_tokens"], ".0f"),
         human(r["active_params"]),
-        "–" if pd.isna(r["latency_median_ms"]) else f"{r['latency_median_ms']:.3g} ± {r['latency_iqr_ms']:.2g}",
+        "–" if pd.isna(r["latency_median_ms"])
+        else f"{r['latency_median_ms']:.3g} ± {r['latency_iqr_ms']:.2g}",
         num(r["batch_size"], ".0f"), str(r["device"]) if pd.notna(r["device"]) else "–",
     ] for r in p.to_dict("records")]
     return Section(
-        "Cost per path", ["model", "path", unit, "visual tokens", "active params", "latency ms (median ± IQR)",
+        "Cost per path", ["model", "path", unit, "visual tokens", "active params",
+                          "latency ms (median ± IQR)",
                           "batch", "device"],
         rows, f"static counts per routed path ({FLOPS_NOTE})", text=(0, 1, 7),
     )
@@ -169,7 +171,8 @@ def oracle_sections(report: Report) -> list[Section]:
                 for r in part.to_dict("records")]
         out.append(Section(
             f"Oracle router for {model}", ["benchmark", "n", "oracle", "router", "agreement"], rows,
-            f"oracle = best per-sample score among {part['baselines'].iloc[0]} (upper bound of top-1 routing); "
+            f"oracle = best per-sample score among {part['baselines'].iloc[0]} "
+            "(upper bound of top-1 routing); "
             "router = the model's own score on the same samples; agreement = router's pick among the best",
             {len(rows) - 1},
         ))
@@ -185,17 +188,20 @@ def roles_section(report: Report) -> list[Section]:
     for rec in r.to_dict("records"):
         if rec["group"] == OVERALL:
             bold.add(len(rows))
-        rows.append([rec["encoder"], rec["group"], num(rec["capacity"]), num(rec["capacity_vs_shared"], "+.1f"),
+        rows.append([rec["encoder"], rec["group"], num(rec["capacity"]),
+                     num(rec["capacity_vs_shared"], "+.1f"),
                      num(rec["necessity_masked"], "+.1f"), num(rec["necessity_retrained"], "+.1f"),
                      num(rec["erank"], ".1f")])
     first = r.iloc[0]
     used = [f"full set: {first['full_model']}", f"shared only: {first['shared_model'] or '–'}"]
-    for col, label in (("capacity_model", "Capacity"), ("masked_model", "masked"), ("retrained_model", "retrained")):
+    for col, label in (("capacity_model", "Capacity"), ("masked_model", "masked"),
+                       ("retrained_model", "retrained")):
         found = [m for m in dict.fromkeys(r[col]) if isinstance(m, str)]
         used.append(f"{label}: {', '.join(found) or '–'}")
     return [Section(
         "Encoder roles",
-        ["encoder", "category", "Capacity", "vs shared", "Necessity (masked)", "Necessity (retrained)", "eff. rank"],
+        ["encoder", "category", "Capacity", "vs shared", "Necessity (masked)", "Necessity (retrained)",
+         "eff. rank"],
         rows,
         "Capacity = score with the encoder alone beside the shared encoder; Necessity = full-set score minus "
         "the score without the encoder, masked at inference or retrained without it (points, 0-100); "
@@ -229,7 +235,8 @@ def vision_section(report: Report) -> list[Section]:
         "Vision dependence",
         ["benchmark", *[c for m in models for c in (m, "blind", "gain")]],
         rows,
-        "blind = the same model with vision disabled (same routes; every encoder feeding the LLM sees a black "
+        "blind = the same model with vision disabled (same routes; every encoder feeding the LLM sees "
+        "a black "
         "image; Cambrian-1's 'Who's answering: LLM or MLLM?'); gain = score - blind score (points, 0-100), "
         "with a 95% paired-bootstrap interval where every "
         f"benchmark of the row scores as a mean of its stored per-sample scores; {pairs}",
@@ -259,7 +266,8 @@ def to_rich(report: Report, console) -> None:
     for s in sections(report):
         table = Table(title=s.title, caption=s.caption, title_style="bold", caption_justify="left")
         for i, c in enumerate(s.columns):
-            table.add_column(c, justify="left" if i in s.text else "right", overflow="fold", no_wrap=i in s.text)
+            table.add_column(c, justify="left" if i in s.text else "right", overflow="fold",
+                             no_wrap=i in s.text)
         for i, row in enumerate(s.rows):
             table.add_row(*row, style="bold" if i in s.bold_rows else None)
         console.print(table)
@@ -307,7 +315,8 @@ def to_html(report: Report, figures: dict[str, str]) -> str:
         parts += [f"<th{_align(j, s)}>{e(c)}</th>" for j, c in enumerate(s.columns)] + ["</tr>"]
         for i, row in enumerate(s.rows):
             cls = " class='b'" if i in s.bold_rows else ""
-            parts.append(f"<tr{cls}>" + "".join(f"<td{_align(j, s)}>{e(c)}</td>" for j, c in enumerate(row)) + "</tr>")
+            parts.append(f"<tr{cls}>" + "".join(f"<td{_align(j, s)}>{e(c)}</td>" for j, c in enumerate(row))
+                         + "</tr>")
         parts.append("</table>")
     if figures:
         parts.append("<h2>Plots</h2>")

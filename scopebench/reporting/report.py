@@ -31,10 +31,12 @@ def to_json(report) -> str:
     from scopebench.reporting.render import FLOPS_NOTE
 
     doc = {
-        "suite": report.suite.name, "runs": [str(r) for r in report.runs], "units": FLOPS_NOTE + "; MACs as counted",
+        "suite": report.suite.name, "runs": [str(r) for r in report.runs],
+        "units": FLOPS_NOTE + "; MACs as counted",
         "models": _records(report.models),
         "expected": _records(report.expected[["model", "benchmark", "macs", "flops", "active_params"]]),
-        "paths": _records(report.paths), "routing": _records(report.routing), "oracle": _records(report.oracle),
+        "paths": _records(report.paths), "routing": _records(report.routing),
+        "oracle": _records(report.oracle),
         "roles": _records(report.roles), "vision": _records(report.vision),
         "notes": report.notes,
     }
@@ -57,11 +59,13 @@ def _table_text(report, to_terminal: bool) -> str | None:
 def _check_output(output: Path, run_dirs: list[Path], scores: Path | None) -> None:
     """Refuse an ``--output`` that is a folder or would overwrite what the report reads."""
     if output.is_dir():
-        raise ScopebenchError(f"--output {output}: is a folder; give a file path, e.g. {output / 'report.html'}")
+        raise ScopebenchError(f"--output {output}: is a folder; "
+                              f"give a file path, e.g. {output / 'report.html'}")
     inputs = [Path(d) / f"{t}{x}" for d in run_dirs for t in TABLES for x in (".parquet", ".csv")]
     inputs += [Path(d) / "manifest.json" for d in run_dirs] + ([Path(scores)] if scores else [])
     if any(output.resolve() == p.resolve() for p in inputs):
-        raise ScopebenchError(f"--output {output}: is one of the report's inputs; write the report to another file")
+        raise ScopebenchError(f"--output {output}: is one of the report's inputs; "
+                              "write the report to another file")
 
 
 def run_report(

@@ -26,7 +26,8 @@ MME_CATEGORIES = {  # MME perception category -> fact
     "artwork": lambda r: picture_fact(r, "style"),
     "OCR": signs_fact,
 }
-MME_FEATURES = Features({"question_id": STR, "image": Image(), "question": STR, "answer": STR, "category": STR})
+MME_FEATURES = Features({"question_id": STR, "image": Image(), "question": STR, "answer": STR,
+                         "category": STR})
 
 
 def mme(rng: Rng, seed: int) -> list[Item]:
@@ -46,19 +47,23 @@ def mme(rng: Rng, seed: int) -> list[Item]:
 MMBENCH_CATEGORIES = {  # category -> (L2-category, fact, hint)
     "image_style": ("Coarse Perception", lambda r: picture_fact(r, "style"), None),
     "image_scene": ("Coarse Perception", lambda r: picture_fact(r, "place"), None),
-    "object_localization": ("Fine-grained Perception (single-instance)", lambda r: shape_fact(r, "location"), None),
+    "object_localization": ("Fine-grained Perception (single-instance)", lambda r: shape_fact(r, "location"),
+                            None),
     "attribute_recognition": ("Fine-grained Perception (single-instance)",
                               lambda r: shape_fact(r, r.pick(("color", "shape", "pattern"))), None),
     "celebrity_recognition": ("Fine-grained Perception (single-instance)",
                               lambda r: picture_fact(r, "character"), None),
     "ocr": ("Fine-grained Perception (single-instance)", lambda r: r.pick((signs_fact, shop_fact))(r), None),
-    "spatial_relationship": ("Fine-grained Perception (cross-instance)", lambda r: shape_fact(r, "relation"), None),
-    "attribute_comparison": ("Fine-grained Perception (cross-instance)", lambda r: shape_fact(r, "size"), None),
+    "spatial_relationship": ("Fine-grained Perception (cross-instance)", lambda r: shape_fact(r, "relation"),
+                             None),
+    "attribute_comparison": ("Fine-grained Perception (cross-instance)", lambda r: shape_fact(r, "size"),
+                             None),
     "physical_relation": ("Relation Reasoning", balance_fact, "The pan with the heavier object goes down."),
     "structuralized_imagetext_understanding": ("Logic Reasoning",
                                                lambda r: chart_fact(r, r.pick(("highest", "lowest"))), None),
 }
-MMBENCH_FEATURES = Features({"index": Value("int64"), "question": STR, "hint": STR, "A": STR, "B": STR, "C": STR,
+MMBENCH_FEATURES = Features({"index": Value("int64"), "question": STR, "hint": STR, "A": STR, "B": STR,
+                             "C": STR,
                              "D": STR, "answer": STR, "category": STR, "L2-category": STR, "source": STR,
                              "split": STR, "image": Image()})
 
@@ -113,5 +118,6 @@ def gqa(rng: Rng, seed: int) -> list[Item]:
         question, answer = yes_no(rng, fact, truth), "yes" if truth else "no"
     else:
         question, answer = fact.question, fact.answer
-    doc = {"id": str(seed), "imageId": f"n{seed}", "question": question, "answer": answer, "image": fact.image}
+    doc = {"id": str(seed), "imageId": f"n{seed}", "question": question, "answer": answer,
+           "image": fact.image}
     return [(doc, answer)]

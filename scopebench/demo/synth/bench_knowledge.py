@@ -106,11 +106,13 @@ def mathvista(rng: Rng, seed: int) -> list[Item]:
     context, skills, make = MATHVISTA_KINDS[kind]
     fact = make(rng)
     pid = str(seed + 1)
-    meta = {"category": "math-targeted-vqa", "context": context, "grade": "elementary school", "img_height": 128,
+    meta = {"category": "math-targeted-vqa", "context": context, "grade": "elementary school",
+            "img_height": 128,
             "img_width": 128, "language": "english", "skills": skills, "source": "scopebench",
             "split": "testmini", "task": MATHVISTA_TASKS[kind]}
     doc = {"pid": pid, "question": fact.question, "image": f"images/{pid}.png", "decoded_image": fact.image,
-           "choices": None, "unit": None, "precision": None, "answer": fact.answer, "question_type": "free_form",
+           "choices": None, "unit": None, "precision": None, "answer": fact.answer,
+           "question_type": "free_form",
            "answer_type": "integer", "metadata": meta, "query": INTEGER_HINT + fact.question}
     return [(doc, fact.answer)]
 
@@ -124,4 +126,5 @@ def ai2d(rng: Rng, seed: int) -> list[Item]:
     """A diagram question with four text options; ``answer`` is the option index as a string."""
     fact = AI2D_KINDS[seed % len(AI2D_KINDS)](rng)
     opts, right = choices(rng, fact, 4)
-    return [({"question": fact.question, "options": opts, "answer": str(right), "image": fact.image}, LETTERS[right])]
+    return [({"question": fact.question, "options": opts, "answer": str(right), "image": fact.image},
+             LETTERS[right])]

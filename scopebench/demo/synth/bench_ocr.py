@@ -53,19 +53,22 @@ def ocrbench(rng: Rng, seed: int) -> list[Item]:
     return [(doc, fact.answer)]
 
 
-TEXTVQA_FEATURES = Features({"question_id": Value("int64"), "question": STR, "image_id": STR, "answers": List(STR),
+TEXTVQA_FEATURES = Features({"question_id": Value("int64"), "question": STR, "image_id": STR,
+                             "answers": List(STR),
                              "ocr_tokens": List(STR), "image": Image()})
 
 
 def textvqa(rng: Rng, seed: int) -> list[Item]:
     """Scene-text questions (signs, shop names, bus numbers) with ten human-style answers."""
     fact = (signs_fact, shop_fact, bus_fact)[seed % 3](rng)
-    doc = {"question_id": seed, "question": fact.question[0].lower() + fact.question[1:], "image_id": f"{seed:06d}",
+    doc = {"question_id": seed, "question": fact.question[0].lower() + fact.question[1:],
+           "image_id": f"{seed:06d}",
            "answers": [fact.answer] * 10, "ocr_tokens": fact.extra["ocr_tokens"], "image": fact.image}
     return [(doc, fact.answer)]
 
 
-DOCVQA_FEATURES = Features({"questionId": STR, "question": STR, "question_types": List(STR), "docId": Value("int64"),
+DOCVQA_FEATURES = Features({"questionId": STR, "question": STR, "question_types": List(STR),
+                            "docId": Value("int64"),
                             "answers": List(STR), "data_split": STR, "image": Image()})
 
 

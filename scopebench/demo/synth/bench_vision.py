@@ -15,7 +15,8 @@ MMVP_FEATURES = Features({"Index": Value("int64"), "Question": STR, "Options": S
 
 
 def mmvp(rng: Rng, seed: int) -> list[Item]:
-    """Two images that differ in one visual pattern, the same question, opposite answers (consecutive Index)."""
+    """Two images that differ in one visual pattern, the same question, opposite answers (consecutive
+    Index)."""
     pair = mmvp_pair(rng, list(PAIR_KINDS)[seed % len(PAIR_KINDS)])
     options = f"(a) {pair.options[0]} (b) {pair.options[1]}"
     order = rng.shuffled([0, 1])
@@ -41,11 +42,13 @@ def realworldqa(rng: Rng, seed: int) -> list[Item]:
                  fact.answer)]
     opts, right = choices(rng, fact, 4)
     listing = "\n".join(f"{c}. {o}" for c, o in zip(LETTERS, opts, strict=False))
-    doc = {"image": fact.image, "question": f"{fact.question}\n{listing}\n{RWQA_MCQ}", "answer": LETTERS[right]}
+    doc = {"image": fact.image, "question": f"{fact.question}\n{listing}\n{RWQA_MCQ}",
+           "answer": LETTERS[right]}
     return [(doc, LETTERS[right])]
 
 
-CV_BENCH_FEATURES = Features({"idx": Value("int64"), "type": STR, "task": STR, "image": Image(), "question": STR,
+CV_BENCH_FEATURES = Features({"idx": Value("int64"), "type": STR, "task": STR, "image": Image(),
+                              "question": STR,
                               "choices": List(STR), "answer": STR, "prompt": STR, "source": STR})
 
 
@@ -53,7 +56,8 @@ def _cv_bench(rng: Rng, seed: int, dim: str, task: str) -> list[Item]:
     fact = depth_fact(rng, task.lower(), highlight=task != "Count")
     opts, right = choices(rng, fact, 4)
     select = " Select from the following choices." if dim == "2D" else ""
-    prompt = f"{fact.question}{select}\n" + "\n".join(f"({c}) {o}" for c, o in zip(LETTERS, opts, strict=False))
+    prompt = f"{fact.question}{select}\n" + "\n".join(
+        f"({c}) {o}" for c, o in zip(LETTERS, opts, strict=False))
     source = "Omni3D" if dim == "3D" else ("ADE20K", "COCO")[seed % 2]
     doc = {"idx": seed, "type": dim, "task": task, "image": fact.image, "question": fact.question,
            "choices": opts, "answer": f"({LETTERS[right]})", "prompt": prompt, "source": source}

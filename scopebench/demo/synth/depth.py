@@ -1,5 +1,6 @@
 """3D scenes on a ground plane seen through a pinhole camera: depth from ground contact, relative size and
-occlusion. They carry the Vision-Centric skills (CV-Bench depth/distance/count/relation, RealWorldQA roads)."""
+occlusion. They carry the Vision-Centric skills (CV-Bench depth/distance/count/relation, RealWorldQA
+roads)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def _ground(rng: Rng, cam: Camera) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     for Z in (2.5, 3.5, 5.0, 7.5):
         d.line([(0, cam.base_y(Z)), (SIZE, cam.base_y(Z))], fill=line)
     for X in (-6, -3, 0, 3, 6):
-        d.line([(cam.screen_x(X, Z_NEAR * 0.8), cam.base_y(Z_NEAR * 0.8)), (SIZE / 2, cam.horizon)], fill=line)
+        d.line([(cam.screen_x(X, Z_NEAR * 0.8), cam.base_y(Z_NEAR * 0.8)), (SIZE / 2, cam.horizon)],
+               fill=line)
     return img, d
 
 
@@ -83,8 +85,10 @@ def _draw_thing(d: ImageDraw.ImageDraw, cam: Camera, t: Thing) -> None:
     c = COLORS[t.color]
     if t.kind == "box":
         depth = (x1 - x0) * 0.3
-        d.polygon([(x0, y0 + depth), (x0 + depth, y0), (x1 + depth, y0), (x1, y0 + depth)], fill=lighter(c, 0.35))
-        d.polygon([(x1, y0 + depth), (x1 + depth, y0), (x1 + depth, y1 - depth), (x1, y1)], fill=darker(c, 0.3))
+        d.polygon([(x0, y0 + depth), (x0 + depth, y0), (x1 + depth, y0), (x1, y0 + depth)],
+                  fill=lighter(c, 0.35))
+        d.polygon([(x1, y0 + depth), (x1 + depth, y0), (x1 + depth, y1 - depth), (x1, y1)],
+                  fill=darker(c, 0.3))
         d.rectangle([x0, y0 + depth, x1, y1], fill=c, outline=INK)
     elif t.kind == "ball":
         d.ellipse([x0, y0, x1, y1], fill=c, outline=INK)
@@ -144,7 +148,8 @@ def _pair_fact(rng: Rng, cam: Camera, things: list[Thing], kind: str, highlight:
             return None
         near = a if a.Z < b.Z else b
         q = f"Which object is closer to the camera taking this photo, {ref(a, 0)} or {ref(b, 1)}?"
-        return Fact(render_scene(rng, cam, things, [a, b] if highlight else []), q, near.name, [a.name, b.name],
+        return Fact(render_scene(rng, cam, things, [a, b] if highlight else []), q, near.name,
+                    [a.name, b.name],
                     "Is the {} closer to the camera?", "depth", {"refs": [a, b]})
     if kind == "distance":
         a, b, c = rng.sample(things, 3)

@@ -29,7 +29,8 @@ PLANT_PARTS = ("flower", "leaf", "stem", "root")
 ORGANISMS = tuple(dict.fromkeys(o for chain in FOOD_CHAINS for o in chain))
 
 
-def _label_box(img, d, center: tuple[float, float], text: str, fill=WHITE) -> tuple[float, float, float, float]:
+def _label_box(img, d, center: tuple[float, float], text: str,
+               fill=WHITE) -> tuple[float, float, float, float]:
     tw, th = text_size(text)
     x, y = center
     box = (x - tw / 2 - 3, y - th / 2 - 2, x + tw / 2 + 3, y + th / 2 + 2)
@@ -39,7 +40,8 @@ def _label_box(img, d, center: tuple[float, float], text: str, fill=WHITE) -> tu
 
 
 def food_chain_fact(rng: Rng, kind: str) -> Fact:
-    """A chain of labelled boxes from bottom to top or top to bottom; arrows point from the food to the eater."""
+    """A chain of labelled boxes from bottom to top or top to bottom; arrows point from the food to
+    the eater."""
     chain = rng.pick(FOOD_CHAINS)
     img, d = new_canvas(lighter(COLORS[rng.pick(list(COLORS))], 0.85))
     n = len(chain)
@@ -56,10 +58,12 @@ def food_chain_fact(rng: Rng, kind: str) -> Fact:
     others = [o for o in ORGANISMS if o not in chain]
     if kind == "producer":
         ans = chain[0]
-        q, claim = "Which organism is the producer in this food chain?", "Is the {} the producer in this food chain?"
+        q, claim = ("Which organism is the producer in this food chain?",
+                    "Is the {} the producer in this food chain?")
     elif kind == "top":
         ans = chain[-1]
-        q, claim = "Which organism is at the top of this food chain?", "Is the {} at the top of this food chain?"
+        q, claim = ("Which organism is at the top of this food chain?",
+                    "Is the {} at the top of this food chain?")
     elif kind == "eats":
         i = rng.int(1, n - 1)
         ans = chain[i - 1]
@@ -82,7 +86,8 @@ def life_cycle_fact(rng: Rng, kind: str) -> Fact:
     R = rng.uniform(34, 42)
     cx, cy = SIZE / 2 + rng.uniform(-6, 6), SIZE / 2 + rng.uniform(-6, 6)
     box_color = lighter(COLORS[rng.pick(list(COLORS))], 0.75)
-    centers = [(cx + R * math.cos(a0 + k * math.pi / 2), cy + R * math.sin(a0 + k * math.pi / 2)) for k in range(4)]
+    centers = [(cx + R * math.cos(a0 + k * math.pi / 2), cy + R * math.sin(a0 + k * math.pi / 2))
+               for k in range(4)]
     for k in range(4):
         a1, a2 = a0 + k * math.pi / 2 + 0.45, a0 + (k + 1) * math.pi / 2 - 0.45
         p1 = (cx + R * math.cos(a1), cy + R * math.sin(a1))
@@ -93,10 +98,12 @@ def life_cycle_fact(rng: Rng, kind: str) -> Fact:
     i = rng.int(0, 3)
     if kind == "after":
         ans = stages[(i + 1) % 4]
-        q, claim = f"Which stage comes after the {stages[i]}?", f"Does the {{}} stage come after the {stages[i]}?"
+        q, claim = (f"Which stage comes after the {stages[i]}?",
+                    f"Does the {{}} stage come after the {stages[i]}?")
     elif kind == "before":
         ans = stages[(i - 1) % 4]
-        q, claim = f"Which stage comes before the {stages[i]}?", f"Does the {{}} stage come before the {stages[i]}?"
+        q, claim = (f"Which stage comes before the {stages[i]}?",
+                    f"Does the {{}} stage come before the {stages[i]}?")
     else:
         raise ValueError(f"unknown life cycle kind {kind!r}")
     return Fact(img, q, ans, [s for s in stages if s != stages[i]], claim, "diagram")
@@ -110,15 +117,18 @@ def plant_fact(rng: Rng) -> Fact:
     x = rng.uniform(50, 78)
     d.line([(x, ground), (x, 34)], fill=(40, 140, 50), width=3)
     for dx in (-10, 10):
-        d.ellipse([x + dx - 8 + (0 if dx > 0 else -4), 52, x + dx + 8 + (4 if dx > 0 else 0), 62], fill=(50, 160, 60))
+        d.ellipse([x + dx - 8 + (0 if dx > 0 else -4), 52, x + dx + 8 + (4 if dx > 0 else 0), 62],
+                  fill=(50, 160, 60))
     for k in range(6):
         a = k * math.pi / 3
-        d.ellipse([x + 8 * math.cos(a) - 6, 30 + 8 * math.sin(a) - 6, x + 8 * math.cos(a) + 6, 30 + 8 * math.sin(a) + 6],
+        d.ellipse([x + 8 * math.cos(a) - 6, 30 + 8 * math.sin(a) - 6,
+                   x + 8 * math.cos(a) + 6, 30 + 8 * math.sin(a) + 6],
                   fill=COLORS[rng.pick(("red", "purple", "orange", "yellow"))])
     d.ellipse([x - 4, 26, x + 4, 34], fill=(250, 220, 60))
     for k in range(4):
         d.line([(x, ground), (x - 14 + 9 * k, ground + 18 + (k % 2) * 6)], fill=(230, 220, 200), width=2)
-    anchors = {"flower": (x + 10, 28), "leaf": (x + 18, 57), "stem": (x + 1, 72), "root": (x + 4, ground + 14)}
+    anchors = {"flower": (x + 10, 28), "leaf": (x + 18, 57), "stem": (x + 1, 72),
+               "root": (x + 4, ground + 14)}
     letters = rng.shuffled(LETTERS)
     label_x = 112 if x < 64 else 16
     for i, part in enumerate(PLANT_PARTS):
@@ -163,22 +173,26 @@ def map_fact(rng: Rng) -> Fact:
     names = rng.sample(CITIES, rng.int(3, 4))
     while True:
         pts = [(rng.uniform(14, 80), rng.uniform(36, 110)) for _ in names]
-        if all(abs(a[0] - b[0]) >= 10 and abs(a[1] - b[1]) >= 10 for i, a in enumerate(pts) for b in pts[i + 1:]):
+        if all(abs(a[0] - b[0]) >= 10 and abs(a[1] - b[1]) >= 10
+               for i, a in enumerate(pts) for b in pts[i + 1:]):
             break
     for (x, y), name in zip(pts, names, strict=True):
         d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=INK)
         draw_text(img, (x + 5, y - 5), name)
     direction = rng.pick(("north", "south", "east", "west"))
-    key = {"north": lambda p: p[1], "south": lambda p: -p[1], "east": lambda p: -p[0], "west": lambda p: p[0]}[direction]
+    key = {"north": lambda p: p[1], "south": lambda p: -p[1], "east": lambda p: -p[0],
+           "west": lambda p: p[0]}[direction]
     ans = names[min(range(len(names)), key=lambda i: key(pts[i]))]
-    return Fact(img, f"Which city is farthest {direction}?", ans, names, f"Is {{}} the city farthest {direction}?",
+    return Fact(img, f"Which city is farthest {direction}?", ans, names,
+                f"Is {{}} the city farthest {direction}?",
                 "geography")
 
 
 def balance_fact(rng: Rng) -> Fact:
     """A balance with one object on each pan, tilted down on the heavier side."""
     img, d = new_canvas(lighter(COLORS[rng.pick(list(COLORS))], rng.uniform(0.85, 0.97)))
-    (s1, c1), (s2, c2) = [(s, c) for s, c in zip(rng.sample(SHAPES, 2), rng.sample(list(COLORS), 2), strict=True)]
+    (s1, c1), (s2, c2) = [(s, c) for s, c in zip(rng.sample(SHAPES, 2), rng.sample(list(COLORS), 2),
+                                                 strict=True)]
     heavy = rng.int(0, 1)
     tilt = rng.uniform(8, 14) * (1 if heavy == 1 else -1)
     px, py, arm = SIZE / 2 + rng.uniform(-8, 8), rng.uniform(54, 66), rng.uniform(38, 46)
@@ -199,12 +213,14 @@ def tree_fact(rng: Rng, kind: str) -> Fact:
     img, d = new_canvas(WHITE)
     nodes = {(0, 0)}
     for _ in range(rng.int(2, 8)):
-        parents = [n for n in nodes if n[0] < 3 and sum((n[0] + 1, 2 * n[1] + k) in nodes for k in (0, 1)) < 2]
+        parents = [n for n in nodes
+                   if n[0] < 3 and sum((n[0] + 1, 2 * n[1] + k) in nodes for k in (0, 1)) < 2]
         depth, i = rng.pick(sorted(parents))
         free = [k for k in (0, 1) if (depth + 1, 2 * i + k) not in nodes]
         nodes.add((depth + 1, 2 * i + rng.pick(free)))
     top, gap = rng.uniform(10, 20), rng.uniform(26, 34)
-    pos = {(dp, i): (SIZE * (i + 0.5) / 2 ** dp + rng.uniform(-3, 3), top + dp * gap) for dp, i in sorted(nodes)}
+    pos = {(dp, i): (SIZE * (i + 0.5) / 2 ** dp + rng.uniform(-3, 3), top + dp * gap)
+           for dp, i in sorted(nodes)}
     node_color = lighter(COLORS[rng.pick(list(COLORS))], 0.5)
     for (dp, i) in nodes:
         if dp:
@@ -226,7 +242,8 @@ def rectangle_fact(rng: Rng, kind: str) -> Fact:
     img, d = new_canvas(lighter(COLORS[rng.pick(list(COLORS))], rng.uniform(0.85, 0.97)))
     x0 = rng.uniform(16, SIZE - 6 - w * unit)
     y0 = rng.uniform(6, SIZE - 18 - h * unit)
-    d.rectangle([x0, y0, x0 + w * unit, y0 + h * unit], fill=lighter(COLORS[rng.pick(list(COLORS))], 0.6), outline=INK)
+    d.rectangle([x0, y0, x0 + w * unit, y0 + h * unit], fill=lighter(COLORS[rng.pick(list(COLORS))], 0.6),
+                outline=INK)
     draw_text_centered(img, (x0 + w * unit / 2, y0 + h * unit + 8), str(w))
     draw_text_centered(img, (x0 - 8, y0 + h * unit / 2), str(h))
     ans = w * h if kind == "area" else 2 * (w + h)

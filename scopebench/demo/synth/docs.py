@@ -71,7 +71,8 @@ def chart_fact(rng: Rng, kind: str) -> Fact:
     labels, values = chart.labels, chart.values
     if kind == "value":
         i = rng.int(0, len(labels) - 1)
-        return Fact(img, f"What is the value of {labels[i]}?", str(values[i]), near_numbers(rng, values[i], 4, lo=1),
+        return Fact(img, f"What is the value of {labels[i]}?", str(values[i]),
+                    near_numbers(rng, values[i], 4, lo=1),
                     f"Is the value of {labels[i]} {{}}?", "chart")
     if kind in ("highest", "lowest"):
         best = values.index(max(values) if kind == "highest" else min(values))
@@ -80,8 +81,9 @@ def chart_fact(rng: Rng, kind: str) -> Fact:
     a, b = rng.sample(range(len(labels)), 2)
     if kind == "difference":
         ans = abs(values[a] - values[b])
-        return Fact(img, f"What is the difference between the values of {labels[a]} and {labels[b]}?", str(ans),
-                    near_numbers(rng, ans, 4), f"Is the difference between {labels[a]} and {labels[b]} {{}}?", "chart")
+        return Fact(img, f"What is the difference between the values of {labels[a]} and {labels[b]}?",
+                    str(ans), near_numbers(rng, ans, 4),
+                    f"Is the difference between {labels[a]} and {labels[b]} {{}}?", "chart")
     if kind == "sum":
         ans = values[a] + values[b]
         return Fact(img, f"What is the sum of the values of {labels[a]} and {labels[b]}?", str(ans),
@@ -90,7 +92,8 @@ def chart_fact(rng: Rng, kind: str) -> Fact:
         t = rng.pick(sorted(values)[:-1]) + 1
         ans = sum(v > t for v in values)
         return Fact(img, f"How many months have a value greater than {t}?", str(ans),
-                    near_numbers(rng, ans, 4, lo=0, hi=6), f"Do {{}} months have a value greater than {t}?", "chart")
+                    near_numbers(rng, ans, 4, lo=0, hi=6), f"Do {{}} months have a value greater than {t}?",
+                    "chart")
     raise ValueError(f"unknown chart fact kind {kind!r}")
 
 
@@ -102,7 +105,8 @@ class Document:
 
 def sample_document(rng: Rng, with_total: bool = True) -> Document:
     qty, price = rng.int(2, 9), rng.int(2, 11)
-    fields = {"Name": rng.pick(NAMES), "Date": f"{rng.int(1, 28)} {rng.pick(MONTHS)}", "City": rng.pick(CITIES),
+    fields = {"Name": rng.pick(NAMES), "Date": f"{rng.int(1, 28)} {rng.pick(MONTHS)}",
+              "City": rng.pick(CITIES),
               "Item": rng.pick(ITEMS), "Qty": str(qty), "Price": str(price), "Total": str(qty * price)}
     keep = ["Item", "Qty", "Price"] + rng.sample(["Name", "Date", "City"], rng.int(1, 3))
     if with_total:

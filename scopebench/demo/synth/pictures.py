@@ -42,7 +42,8 @@ def _sky_ground(rng: Rng, ground: tuple[int, int, int], horizon: int | None = No
 
 def _tree(d: ImageDraw.ImageDraw, x: float, base: float, s: float) -> None:
     d.rectangle([x - s * 0.12, base - s * 0.5, x + s * 0.12, base], fill=TRUNK)
-    d.polygon([(x, base - s * 1.4), (x + s * 0.5, base - s * 0.4), (x - s * 0.5, base - s * 0.4)], fill=(30, 120, 50))
+    d.polygon([(x, base - s * 1.4), (x + s * 0.5, base - s * 0.4), (x - s * 0.5, base - s * 0.4)],
+              fill=(30, 120, 50))
 
 
 def _sun(d: ImageDraw.ImageDraw, rng: Rng, color: tuple[int, int, int] = (250, 210, 40)) -> None:
@@ -92,7 +93,8 @@ def place_picture(rng: Rng, place: str) -> Image.Image:
             x, top, w = rng.uniform(10, 118), rng.uniform(20, 45), rng.uniform(35, 55)
             d.polygon([(x, top), (x + w, h), (x - w, h)], fill=(120, 120, 135))
             f = 0.3
-            d.polygon([(x, top), (x + w * f, top + (h - top) * f), (x - w * f, top + (h - top) * f)], fill=WHITE)
+            d.polygon([(x, top), (x + w * f, top + (h - top) * f), (x - w * f, top + (h - top) * f)],
+                      fill=WHITE)
     else:
         raise ValueError(f"unknown place {place!r}")
     return img
@@ -200,7 +202,8 @@ def character_picture(rng: Rng, who: str) -> Image.Image:
             d.ellipse([ex - 7, y - 10, ex + 7, y + 4], outline=INK, width=2)
         d.line([(x - r * 0.4 + 7, y - 3), (x + r * 0.4 - 7, y - 3)], fill=INK, width=2)
     elif who == "Carol":  # red bow
-        d.polygon([(x + r * 0.5, y - r), (x + r * 1.1, y - r * 1.3), (x + r * 1.1, y - r * 0.7)], fill=COLORS["red"])
+        d.polygon([(x + r * 0.5, y - r), (x + r * 1.1, y - r * 1.3), (x + r * 1.1, y - r * 0.7)],
+                  fill=COLORS["red"])
     elif who == "David":  # beard and blue cap
         d.chord([x - r, y - r * 0.1, x + r, y + r], 20, 160, fill=(90, 60, 35))
         d.chord([x - r, y - r * 1.1, x + r, y + r * 0.3], 180, 360, fill=COLORS["blue"])
@@ -225,11 +228,14 @@ def poster(rng: Rng, title: str) -> Image.Image:
 
 
 PICTURE_KINDS = {  # kind -> (painter, identities, question, yes/no claim, skill)
-    "place": (place_picture, PLACES, "What kind of place is shown in the image?", "Is this a picture of a {}?", "scene"),
-    "landmark": (landmark_picture, LANDMARKS, "Which landmark is shown in the image?", "Is this a picture of a {}?",
+    "place": (place_picture, PLACES, "What kind of place is shown in the image?",
+              "Is this a picture of a {}?", "scene"),
+    "landmark": (landmark_picture, LANDMARKS, "Which landmark is shown in the image?",
+                 "Is this a picture of a {}?",
                  "landmark"),
     "style": (painting, STYLES, "What is the style of this painting?", "Is this painting {}?", "artwork"),
-    "character": (character_picture, CHARACTERS, "Who is the person in the picture?", "Is the person in this picture {}?",
+    "character": (character_picture, CHARACTERS, "Who is the person in the picture?",
+                  "Is the person in this picture {}?",
                   "celebrity"),
 }
 

@@ -42,7 +42,8 @@ def _scene(rng: Rng, cars: list[tuple[str, str, float]], light: str | None):
         x, y = cam.screen_x(LANE_X[lane], Z), cam.base_y(Z)
         body = COLORS[color]
         d.rectangle([x - s / 2, y - s * 0.55, x + s / 2, y - s * 0.12], fill=body, outline=INK)
-        d.rectangle([x - s * 0.35, y - s * 0.85, x + s * 0.35, y - s * 0.55], fill=darker(body, 0.2), outline=INK)
+        d.rectangle([x - s * 0.35, y - s * 0.85, x + s * 0.35, y - s * 0.55], fill=darker(body, 0.2),
+                    outline=INK)
         d.rectangle([x - s * 0.28, y - s * 0.8, x + s * 0.28, y - s * 0.6], fill=(170, 200, 230))
         for wx in (x - s * 0.4, x + s * 0.28):
             d.rectangle([wx, y - s * 0.14, wx + s * 0.12, y], fill=INK)
@@ -52,8 +53,10 @@ def _scene(rng: Rng, cars: list[tuple[str, str, float]], light: str | None):
 def _cars(rng: Rng, n: int) -> list[tuple[str, str, float]]:
     """n cars of different colours, spaced along their lanes so none hides another."""
     while True:
-        cars = [(c, rng.pick(list(LANE_X)), rng.uniform(Z_NEAR, Z_FAR * 1.4)) for c in rng.sample(CAR_COLORS, n)]
-        if all(abs(a[2] - b[2]) > 1.2 * min(a[2], b[2]) * 0.5 for i, a in enumerate(cars) for b in cars[i + 1:]
+        cars = [(c, rng.pick(list(LANE_X)), rng.uniform(Z_NEAR, Z_FAR * 1.4))
+                for c in rng.sample(CAR_COLORS, n)]
+        if all(abs(a[2] - b[2]) > 1.2 * min(a[2], b[2]) * 0.5
+               for i, a in enumerate(cars) for b in cars[i + 1:]
                if a[1] == b[1]):
             return cars
 
@@ -64,7 +67,8 @@ def road_fact(rng: Rng, kind: str) -> Fact:
     if kind == "count":
         cars = _cars(rng, rng.int(1, 4))
         n = len(cars)
-        return Fact(_scene(rng, cars, light if rng.coin() else None), "How many cars are on the road?", str(n),
+        return Fact(_scene(rng, cars, light if rng.coin() else None), "How many cars are on the road?",
+                    str(n),
                     near_numbers(rng, n, 4, lo=0, hi=6), "Are there {} cars on the road?", "count")
     if kind == "light":
         cars = _cars(rng, rng.int(1, 3))

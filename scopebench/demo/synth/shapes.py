@@ -104,7 +104,8 @@ def shape_fact(rng: Rng, kind: str) -> Fact:
         kinds += [(rng.pick(others), rng.pick(list(COLORS))) for _ in range(rng.int(0, 3))]
         objs = scatter(rng, kinds, radius=(8, 12))
         return Fact(render(objs, bg), f"How many {target}s are there in the image?", str(n),
-                    near_numbers(rng, n, 4, lo=1, hi=9), f"Is the number of {target}s in the image {{}}?", "count")
+                    near_numbers(rng, n, 4, lo=1, hi=9), f"Is the number of {target}s in the image {{}}?",
+                    "count")
     if kind == "exists":
         kinds = distinct_kinds(rng, rng.int(2, 4))
         objs = scatter(rng, kinds)
@@ -119,7 +120,8 @@ def shape_fact(rng: Rng, kind: str) -> Fact:
         small, big = scatter(rng, distinct_kinds(rng, 2), radii=[rng.int(*SMALL), rng.int(*LARGE)])
         a, b = rng.shuffled([small, big])
         return Fact(render([small, big], bg), f"Which object is larger, the {a.name} or the {b.name}?",
-                    big.name, [a.name, b.name], f"Of the {a.name} and the {b.name}, is the {{}} the larger one?",
+                    big.name, [a.name, b.name],
+                    f"Of the {a.name} and the {b.name}, is the {{}} the larger one?",
                     "size")
     if kind == "location":
         quad = rng.int(0, 3)
@@ -142,7 +144,8 @@ def _relation_fact(rng: Rng, bg: tuple[int, int, int]) -> Fact:
         if abs(dx) >= 24 and abs(dx) >= abs(dy):
             answer = "left" if dx < 0 else "right"
             return Fact(render(objs, bg), f"Is the {a.name} to the left or to the right of the {b.name}?",
-                        answer, ["left", "right"], f"Is the {a.name} on the {{}} of the {b.name}?", "position")
+                        answer, ["left", "right"], f"Is the {a.name} on the {{}} of the {b.name}?",
+                        "position")
         if abs(dy) >= 24:
             answer = "above" if dy < 0 else "below"
             return Fact(render(objs, bg), f"Is the {a.name} above or below the {b.name}?", answer,

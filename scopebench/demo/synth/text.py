@@ -43,7 +43,8 @@ def signs_fact(rng: Rng) -> Fact:
         box = [cx - tw / 2 - 4, cy - th / 2 - 3, cx + tw / 2 + 4, cy + th / 2 + 3]
         d.rectangle([cx - 1, box[3], cx + 1, h + 8], fill=(90, 90, 90))
         d.rectangle(box, fill=COLORS[c], outline=INK)
-        draw_text_centered(img, (cx, cy), w.upper(), WHITE if c in ("red", "blue", "purple", "green") else INK)
+        draw_text_centered(img, (cx, cy), w.upper(),
+                           WHITE if c in ("red", "blue", "purple", "green") else INK)
     k = rng.int(0, n - 1)
     where = "the sign" if n == 1 else f"the {colors[k]} sign"
     return Fact(img, f"What word is written on {where}?", words[k], [words[k], *_other_words(rng, words[k])],
