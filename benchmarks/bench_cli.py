@@ -16,7 +16,8 @@ def main(repeats: int = 10) -> None:
         start = time.perf_counter()
         subprocess.run([exe, "--help"], capture_output=True, check=True)
         times.append(time.perf_counter() - start)
-    print(f"scopebench --help: median {statistics.median(times):.3f} s, min {min(times):.3f} s over {repeats} runs")
+    print(f"scopebench --help: median {statistics.median(times):.3f} s, min {min(times):.3f} s "
+          f"over {repeats} runs")
 
 
 if __name__ == "__main__":

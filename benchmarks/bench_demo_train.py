@@ -34,7 +34,8 @@ def main(output: Path) -> None:
                     for f in ("scopebench.json", "tokenizer.json"))
         print(f"{model:<24} same as shipped: weights {weights}, config+tokenizer {files}")
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
-    print(f"recipe wall time {wall:.0f} s = {wall / 60:.1f} min (target <= 20 min), peak memory {rss_gb:.2f} GB")
+    print(f"recipe wall time {wall:.0f} s = {wall / 60:.1f} min (target <= 20 min), "
+          f"peak memory {rss_gb:.2f} GB")
 
 
 if __name__ == "__main__":

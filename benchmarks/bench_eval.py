@@ -46,7 +46,8 @@ def grouped_vs_per_sample(n: int = 96, batch: int = 16) -> None:
     from scopebench.models.registry import load_model
 
     model = load_model("demo-scope")
-    examples = [ex for task in TASKS for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + 8))][:n]
+    examples = [ex for task in TASKS
+                for ex in training_examples(task, range(TRAIN_SEED_START, TRAIN_SEED_START + 8))][:n]
     n = len(examples)
     images = images_to_tensor([ex["image"] for ex in examples], 128)
     prompts = [ex["prompt"] for ex in examples]

@@ -53,7 +53,8 @@ def main() -> None:
             score = dict(zip(part["benchmark"], part["score"], strict=True))
             above = [b for b in names if b in score and score[b] > p95[b]]
             overall = sum(score.get(b, float("nan")) for b in names) / len(names)
-            print(f"{run.name}/{model}: overall {overall:.1f}; above the chance p95 on {len(above)}/{len(names)}: "
+            print(f"{run.name}/{model}: overall {overall:.1f}; "
+                  f"above the chance p95 on {len(above)}/{len(names)}: "
                   f"{', '.join(above) or 'none'}")
 
 

@@ -46,7 +46,8 @@ def exact_match(llm, data: dict[str, torch.Tensor], pad: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--single", action="store_true", help="four one-word options (default: 2-5 options of 1-2 words)")
+    ap.add_argument("--single", action="store_true",
+                    help="four one-word options (default: 2-5 options of 1-2 words)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=1e-3, help="constant after 200 warm-up steps")
     ap.add_argument("--batch", type=int, default=64)
@@ -59,7 +60,8 @@ def main() -> None:
     words = sorted({w for w in WORD_PATTERN.findall(corpus[0]) if w.isalpha() and len(w) > 1})
     make = single_word_lookup if args.single else generic_lookup
     rng = random.Random(args.seed)
-    train, test = tensors([make(rng, words) for _ in range(60000)], tok), tensors([make(rng, words) for _ in range(1000)], tok)
+    train, test = (tensors([make(rng, words) for _ in range(60000)], tok),
+                   tensors([make(rng, words) for _ in range(1000)], tok))
     cfg = recipe.demo_config("probe", "shared_only", len(tok))
     cfg["llm"]["config"].update(hidden_size=args.hidden, intermediate_size=2 * args.hidden)
     llm = build_model(config_from_dict(cfg, "demo"), tok).llm
@@ -77,7 +79,8 @@ def main() -> None:
         idx = torch.randint(train["ids"].shape[0], (args.batch,), generator=gen)
         ids, labels = train["ids"][idx], train["labels"][idx]
         width = int((ids != pad).sum(1).max())
-        loss = llm(input_ids=ids[:, :width], attention_mask=(ids[:, :width] != pad).long(), labels=labels[:, :width]).loss
+        loss = llm(input_ids=ids[:, :width], attention_mask=(ids[:, :width] != pad).long(),
+                   labels=labels[:, :width]).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(llm.parameters(), 1.0)

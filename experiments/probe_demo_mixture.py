@@ -53,18 +53,22 @@ RESNET = {"spec": "timm:resnet18", "image_size": 128, "feature_layer": "penultim
 
 
 def open_copy(prompt: str, answer: str) -> tuple[str, str] | None:
-    """The lettered fact asked openly: its question without options and instructions; answer: the option text."""
+    """The lettered fact asked openly: its question without options and instructions; answer: the option
+    text."""
     parsed = options(prompt, answer)
     if parsed is None:
         return None
     lines, at, _, right = parsed
-    kept = [line for i, line in enumerate(lines) if i not in at and line.strip() and not line.startswith(NOT_QUESTION)]
-    question = " ".join(kept).replace(" Select from the following choices.", "").replace(" There are several options:", "")
+    kept = [line for i, line in enumerate(lines)
+            if i not in at and line.strip() and not line.startswith(NOT_QUESTION)]
+    question = (" ".join(kept).replace(" Select from the following choices.", "")
+                .replace(" There are several options:", ""))
     return f"{question}\n{OPEN_INSTRUCTION}", right
 
 
 def stated(prompt: str, answer: str, rng: random.Random) -> tuple[str, str] | None:
-    """A text-only lookup: the lettered prompt, options re-shuffled, with the right option's text stated first."""
+    """A text-only lookup: the lettered prompt, options re-shuffled, with the right option's text stated
+    first."""
     parsed = options(prompt, answer)
     if parsed is None:
         return None
@@ -88,7 +92,8 @@ def generic_lookup(rng: random.Random, words: list[str]) -> tuple[str, str]:
 
 
 def as_asked(ex: dict, open_only: bool) -> tuple[str, str]:
-    """(prompt, answer) of a training example, a lettered one turned into its open question if ``open_only``."""
+    """(prompt, answer) of a training example, a lettered one turned into its open question if
+    ``open_only``."""
     pair = (ex["prompt"], ex["answer"])
     return (open_copy(*pair) or pair) if open_only else pair
 
@@ -125,21 +130,27 @@ def read_layer(model, layer: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--output", type=Path, required=True, help="checkpoint folder to write")
-    ap.add_argument("--steps", type=int, default=960, help="mixture steps (the recipe: 800 joint + 160 variant)")
+    ap.add_argument("--steps", type=int, default=960,
+                    help="mixture steps (the recipe: 800 joint + 160 variant)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=recipe.SEED, help="seed of the initial weights")
-    ap.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="easy perception steps first (lr 1e-3)")
+    ap.add_argument("--warmup", type=int, default=0, metavar="STEPS",
+                    help="easy perception steps first (lr 1e-3)")
     ap.add_argument("--open-copies", action="store_true", help="also ask every lettered training fact openly")
-    ap.add_argument("--open-only", action="store_true", help="ask every lettered fact only openly (training and measuring)")
-    ap.add_argument("--text-stage", action="store_true", help="first train the LLM alone on the option lookup")
+    ap.add_argument("--open-only", action="store_true",
+                    help="ask every lettered fact only openly (training and measuring)")
+    ap.add_argument("--text-stage", action="store_true",
+                    help="first train the LLM alone on the option lookup")
     ap.add_argument("--shared", choices=("vit", "resnet"), default="vit")
     ap.add_argument("--content-head", action="store_true",
-                    help="auxiliary loss: predict the right option's first word where the letter is predicted")
+                    help="auxiliary loss: predict the right option's first word "
+                         "where the letter is predicted")
     ap.add_argument("--train-seeds", type=int, default=recipe.TRAIN_SEEDS_PER_TASK,
                     help="training seeds per task (the recipe: %(default)s)")
     ap.add_argument("--llm-layers", type=int, default=2, help="LLM depth (the recipe: 2)")
     ap.add_argument("--content-layer", type=int, default=-1,
-                    help="hidden_states index the content head reads (-1: the last layer's output, after the norm)")
+                    help="hidden_states index the content head reads "
+                         "(-1: the last layer's output, after the norm)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     start = time.perf_counter()
@@ -153,7 +164,8 @@ def main() -> None:
             if (copy := open_copy(ex["prompt"], ex["answer"])) is not None:
                 pairs.append(copy)
                 images.append(ex["image"])
-    data = recipe.training_set(tok, [{"image": img, "prompt": p, "answer": a} for (p, a), img in zip(pairs, images, strict=True)])
+    data = recipe.training_set(tok, [{"image": img, "prompt": p, "answer": a}
+                                     for (p, a), img in zip(pairs, images, strict=True)])
     if not args.content_head:  # training_set also builds the content head's targets
         del data["content"]
     print(f"data: {len(pairs)} examples ({time.perf_counter() - start:.0f}s)")

@@ -80,7 +80,8 @@ def pretrain_text(llm, data: dict[str, torch.Tensor], steps: int, lr: float, pad
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kind", default="location", help="shape fact kind: location, color, shape, count, relation, ...")
+    ap.add_argument("--kind", default="location",
+                    help="shape fact kind: location, color, shape, count, relation, ...")
     ap.add_argument("--format", choices=("open", "letters"), default="open")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -88,9 +89,11 @@ def main() -> None:
     ap.add_argument("--tie-embeddings", action="store_true", help="tie the LLM's input and output embeddings")
     ap.add_argument("--text-pretrain", type=int, default=0, metavar="STEPS",
                     help="first train the LLM alone on lettered prompts that state the answer (lr 1e-3)")
-    ap.add_argument("--mix-open", action="store_true", help="ask every other training fact as an open question")
+    ap.add_argument("--mix-open", action="store_true",
+                    help="ask every other training fact as an open question")
     ap.add_argument("--content-head", action="store_true",
-                    help="auxiliary loss: predict the right option's first word where the letter is predicted")
+                    help="auxiliary loss: predict the right option's first word "
+                         "where the letter is predicted")
     ap.add_argument("--position-std", type=float, default=recipe.POSITION_STD,
                     help="re-draw the ViT position embeddings at this std (0: keep the libraries' init)")
     ap.add_argument("--seed", type=int, default=recipe.SEED, help="seed of the initial weights")
@@ -133,8 +136,10 @@ def main() -> None:
         shuffled = model(images[torch.randperm(len(images))], test["ids"], mask, labels=test["labels"])
         pred, lab = out.logits.argmax(-1), test["labels"]
         exact = ((pred == lab) | (lab == -100)).all(1).float().mean().item()
-    print(f"{args.kind} ({args.format}), {args.steps} steps at lr {args.lr}: held-out loss {out.loss.item():.3f} "
-          f"(images shuffled: {shuffled.loss.item():.3f}), exact {exact:.1%}, {time.perf_counter() - start:.0f}s")
+    print(f"{args.kind} ({args.format}), {args.steps} steps at lr {args.lr}: "
+          f"held-out loss {out.loss.item():.3f} "
+          f"(images shuffled: {shuffled.loss.item():.3f}), exact {exact:.1%}, "
+          f"{time.perf_counter() - start:.0f}s")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ GMAC = 1e9
 ENC_MACS = {"shared": 60 * GMAC, "convnext": 30 * GMAC, "vit_hr": 90 * GMAC, "siglip": 45 * GMAC}
 LLM_MACS_PER_TOKEN = 1.5 * GMAC
 TOKENS = {"shared": 256, "convnext": 144, "vit_hr": 576, "siglip": 196}
-PARAMS = {"shared": 0.67e9, "convnext": 0.2e9, "vit_hr": 0.3e9, "siglip": 0.4e9, "llm": 7.6e9, "router": 0.01e9}
+PARAMS = {"shared": 0.67e9, "convnext": 0.2e9, "vit_hr": 0.3e9, "siglip": 0.4e9, "llm": 7.6e9,
+          "router": 0.01e9}
 
 
 def path_name(encs: list[str]) -> str:
@@ -47,10 +48,12 @@ def _cost_rows(model: str, paths: list[list[str]], router: bool) -> list[dict]:
     rows = []
     for encs in paths:
         name = path_name(encs)
-        active = PARAMS["shared"] + PARAMS["llm"] + sum(PARAMS[e] for e in encs) + (PARAMS["router"] if router else 0)
+        active = (PARAMS["shared"] + PARAMS["llm"] + sum(PARAMS[e] for e in encs)
+                  + (PARAMS["router"] if router else 0))
         tokens = sum(TOKENS[p] for p in ["shared", *encs])
         for comp in ["shared", *encs]:
-            rows.append({"model": model, "kind": "path", "path": name, "component": comp, "macs": ENC_MACS[comp],
+            rows.append({"model": model, "kind": "path", "path": name, "component": comp,
+                         "macs": ENC_MACS[comp],
                          "params": PARAMS[comp], "active_params": PARAMS[comp]})
         macs = path_macs(encs)
         rows.append({"model": model, "kind": "path", "path": name, "component": "total", "macs": macs,
@@ -93,7 +96,8 @@ def make_run(run_dir: Path, n_docs: int = 40, seed: int = 0, costs: bool = True,
                     logits = np.array([2.5 if e == best else 0.0 for e in ENCODERS]) + rng.normal(0, 1.0, 3)
                     probs = np.exp(logits) / np.exp(logits).sum()
                     pick = ENCODERS[int(np.argmax(probs))]
-                    row |= {"route": path_name([pick]), "encoder": pick, "sample_score": correct[pick][b.name][d]}
+                    row |= {"route": path_name([pick]), "encoder": pick,
+                            "sample_score": correct[pick][b.name][d]}
                     row |= {f"prob:{e}": p for e, p in zip(ENCODERS, probs, strict=True)}
                 elif paths == [[]]:
                     row |= {"route": "shared", "sample_score": 100.0 * (rng.random() < 0.45)}
@@ -102,10 +106,12 @@ def make_run(run_dir: Path, n_docs: int = 40, seed: int = 0, costs: bool = True,
                     row |= {"route": path_name([e]), "sample_score": correct[e][b.name][d]}
                 else:
                     vals = [correct[e][b.name][d] for e in ENCODERS]
-                    row |= {"route": path_name(ENCODERS), "sample_score": max(vals) if rng.random() < 0.6 else vals[0]}
+                    row |= {"route": path_name(ENCODERS),
+                            "sample_score": max(vals) if rng.random() < 0.6 else vals[0]}
                 routes.append(row)
     routes = pd.DataFrame(routes)
-    scores = routes.groupby(["model", "benchmark", "task"], sort=False)["sample_score"].agg(["mean", "size", "sem"])
+    scores = routes.groupby(["model", "benchmark", "task"], sort=False)["sample_score"].agg(
+        ["mean", "size", "sem"])
     scores = scores.reset_index().rename(columns={"mean": "score", "size": "n", "sem": "stderr"})
     cat = {b.name: (b.category, b.metric, b.scale) for b in benches}
     scores["category"] = scores["benchmark"].map(lambda x: cat[x][0])

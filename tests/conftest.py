@@ -17,7 +17,8 @@ CORPUS = [
 
 
 def tiny_config_dict(policy: str = "router", fusion: str = "sequence", vocab: int = 64) -> dict:
-    """A 3-encoder model (timm ViT shared; timm ConvNeXt, open_clip ViT, HF CLIP routed) with a 2-layer Qwen2 LLM."""
+    """A 3-encoder model (timm ViT shared; timm ConvNeXt, open_clip ViT, HF CLIP routed) with a 2-layer
+    Qwen2 LLM."""
     return {
         "name": f"tiny-{policy.replace(':', '_').replace('/', '_')}",
         "llm": {"spec": "hf:tiny-qwen2", "config": {
@@ -27,12 +28,16 @@ def tiny_config_dict(policy: str = "router", fusion: str = "sequence", vocab: in
         "shared": {"spec": "timm:vit_tiny_patch16_224", "image_size": 32,
                    "overrides": {"embed_dim": 32, "depth": 1, "num_heads": 2, "patch_size": 8}},
         "routed": {
-            "conv": {"spec": "timm:convnext_atto", "image_size": 32, "overrides": {"dims": [8, 8, 16, 16], "depths": [1, 1, 1, 1]}},
+            "conv": {"spec": "timm:convnext_atto", "image_size": 32,
+                     "overrides": {"dims": [8, 8, 16, 16], "depths": [1, 1, 1, 1]}},
             "oclip": {"spec": "open_clip:ViT-B-32", "image_size": 32, "overrides": {
-                "vision_cfg": {"layers": 1, "width": 32, "patch_size": 16, "head_width": 16, "image_size": 32},
-                "text_cfg": {"layers": 1, "width": 32, "heads": 2, "context_length": 8, "vocab_size": 64}, "embed_dim": 16}},
+                "vision_cfg": {"layers": 1, "width": 32, "patch_size": 16, "head_width": 16,
+                               "image_size": 32},
+                "text_cfg": {"layers": 1, "width": 32, "heads": 2, "context_length": 8, "vocab_size": 64},
+                "embed_dim": 16}},
             "hfclip": {"spec": "hf:tiny-clip", "config": {
-                "model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                "model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+                "num_hidden_layers": 1,
                 "num_attention_heads": 2, "image_size": 32, "patch_size": 8}},
         },
         "fusion": fusion,

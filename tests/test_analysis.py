@@ -62,7 +62,8 @@ def test_eval_summary_averages_unrounded_scores(tmp_path):
 
     # the demo's Baseline-0 case: the mean is 27.748 (27.7); rounded to 2 decimals first it prints 27.8
     full = {b.name: 27.748 for b in SUITE.benchmarks}
-    scores = _scores("a", full).assign(suite=SUITE.name, task="t", category="c", metric="m", raw_score=0.0, n=1)
+    scores = _scores("a", full).assign(suite=SUITE.name, task="t", category="c", metric="m", raw_score=0.0,
+                                       n=1)
     RunDir(tmp_path).write("scores", scores)
     summary = score_summary(tmp_path, SUITE, {("a", b) for b in full})["a"]
     assert summary["overall"] == pytest.approx(aggregate(scores, SUITE).categories.loc["a", OVERALL])
@@ -95,7 +96,8 @@ def test_pareto_front_single_and_nan_cost():
 
 # ---------------------------------------------------------------- bootstrap
 def test_bootstrap_uses_cambrian_averaging_and_is_seeded():
-    # benchmark 1: 10 samples, +100 each; benchmark 2: 90 samples, 0 each -> mean of means 50 (pooled would be 10)
+    # benchmark 1: 10 samples, +100 each; benchmark 2: 90 samples, 0 each -> mean of means 50
+    # (pooled would be 10)
     diffs = [np.full(10, 100.0), np.zeros(90)]
     r = bootstrap_delta(diffs, n_resamples=500, seed=3)
     assert (r.delta, r.low, r.high, r.n_samples, r.n_benchmarks) == (50.0, 50.0, 50.0, 100, 2)
@@ -181,7 +183,8 @@ def test_one_hot_probabilities_give_zero_entropy_and_full_confidence():
     assert (r["confidence"], r["entropy"], r["balance"], r["max_min_share"]) == (1.0, 0.0, 0.0, math.inf)
     spread = _routes("m", "GQA", ENCS * 2, np.tile(np.eye(4), (2, 1)))
     r = _row(routing_stats(spread, "m", {"GQA": "General"}), "GQA")
-    assert (r["confidence"], r["entropy"], r["balance"], r["max_min_share"]) == pytest.approx((1.0, 0.0, 1.0, 1.0))
+    assert ((r["confidence"], r["entropy"], r["balance"], r["max_min_share"])
+            == pytest.approx((1.0, 0.0, 1.0, 1.0)))
 
 
 def test_category_statistics_weight_benchmarks_equally():
@@ -212,8 +215,10 @@ def _oracle_routes() -> pd.DataFrame:
     # benchmark Y: one doc, only b is right, the router picks b
     rows += [{"model": "scope", "benchmark": "Y", "doc_id": "0", "route": "shared+b", "encoder": "b",
               "sample_score": 100, "prob:a": 0.1, "prob:b": 0.9},
-             {"model": "b1-a", "benchmark": "Y", "doc_id": "0", "route": "shared+a", "encoder": "", "sample_score": 0},
-             {"model": "b1-b", "benchmark": "Y", "doc_id": "0", "route": "shared+b", "encoder": "", "sample_score": 100}]
+             {"model": "b1-a", "benchmark": "Y", "doc_id": "0", "route": "shared+a", "encoder": "",
+              "sample_score": 0},
+             {"model": "b1-b", "benchmark": "Y", "doc_id": "0", "route": "shared+b", "encoder": "",
+              "sample_score": 100}]
     return pd.DataFrame(rows)
 
 
@@ -242,13 +247,13 @@ def _cost_tables():
         "prob:b": [0.1, 0.2, 0.3, 0.8, np.nan, np.nan],
     })
     costs = pd.DataFrame([
-        {"model": "m", "kind": "path", "path": "shared+a", "component": "total", "macs": 100.0, "params": 50.0,
-         "active_params": 30.0},
+        {"model": "m", "kind": "path", "path": "shared+a", "component": "total", "macs": 100.0,
+         "params": 50.0, "active_params": 30.0},
         {"model": "m", "kind": "path", "path": "shared+a", "component": "a", "macs": 20.0},
-        {"model": "m", "kind": "path", "path": "shared+b", "component": "total", "macs": 300.0, "params": 50.0,
-         "active_params": 40.0},
-        {"model": "all", "kind": "path", "path": "shared+a+b", "component": "total", "macs": 400.0, "params": 45.0,
-         "active_params": 45.0},
+        {"model": "m", "kind": "path", "path": "shared+b", "component": "total", "macs": 300.0,
+         "params": 50.0, "active_params": 40.0},
+        {"model": "all", "kind": "path", "path": "shared+a+b", "component": "total", "macs": 400.0,
+         "params": 45.0, "active_params": 45.0},
         {"model": "m", "kind": "latency", "path": "shared+a", "component": "total", "latency_median_ms": 10.0,
          "batch_size": 1, "device": "cpu"},
         {"model": "m", "kind": "latency", "path": "shared+b", "component": "total", "latency_median_ms": 30.0,
@@ -265,7 +270,8 @@ def test_expected_cost_is_routing_weighted_path_cost():
     # m on X: 3/4 of samples on shared+a (100 MACs), 1/4 on shared+b (300 MACs)
     assert ex.loc["m", "macs"] == 150.0 and ex.loc["m", "flops"] == 300.0
     assert ex.loc["m", "active_params"] == 0.75 * 30 + 0.25 * 40 and ex.loc["m", "params"] == 50.0
-    assert (ex.loc["m", "kind"], ex.loc["m", "path"], ex.loc["m", "component"]) == ("expected", "expected", "total")
+    assert ((ex.loc["m", "kind"], ex.loc["m", "path"], ex.loc["m", "component"])
+            == ("expected", "expected", "total"))
     assert ex.loc["all", "macs"] == 400.0
     assert saving(ex.reset_index(), "m", "all") == (1 - 150 / 400, 1 - 150 / 400, 1 - 150 / 400)
     lat = expected_latency(routes, costs).set_index("model")
@@ -279,7 +285,8 @@ def test_stored_expected_rows_win_and_missing_path_rows_are_an_error():
                             "benchmark": "X", "macs": 123.0}])
     out = resolve_expected(routes, pd.concat([costs, stored])).set_index("model")
     assert out.loc["m", "macs"] == 123.0 and out.loc["all", "macs"] == 400.0
-    with pytest.raises(ScopebenchError, match="model 'm' has no kind=path.*route 'shared\\+b'.*scopebench flops m"):
+    with pytest.raises(ScopebenchError,
+                       match="model 'm' has no kind=path.*route 'shared\\+b'.*scopebench flops m"):
         expected_costs(routes, costs[costs["path"] != "shared+b"])
 
 
@@ -294,5 +301,5 @@ def test_all_encoders_baseline_is_the_single_path_model_holding_every_routed_enc
     only_named = pd.concat([routes[routes["model"] == "m"], named_all])
     assert all_encoders_baseline(only_named, costs[costs["model"] == "m"], "m") == "all-named"
     one = routes[routes["model"] == "all"].assign(model="b1", route="shared+a")
-    assert all_encoders_baseline(pd.concat([routes[routes["model"] == "m"], one]), costs[costs["model"] == "m"],
-                                 "m") is None
+    assert all_encoders_baseline(pd.concat([routes[routes["model"] == "m"], one]),
+                                 costs[costs["model"] == "m"], "m") is None

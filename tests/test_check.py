@@ -37,7 +37,8 @@ def check(run_dir, baseline, *options):
 
 
 def not_ok(report):
-    return {(f["check"], f["model"], f["item"], f["status"]): f for f in report["findings"] if f["status"] != "ok"}
+    return {(f["check"], f["model"], f["item"], f["status"]): f
+            for f in report["findings"] if f["status"] != "ok"}
 
 
 def test_identical_runs_pass(run, baseline):
@@ -46,7 +47,8 @@ def test_identical_runs_pass(run, baseline):
     counts = pd.Series([f["check"] for f in report["findings"]]).value_counts()
     # 6 models x 16 benchmarks of scores and routes; one cost per path total
     assert counts["score"] == 96 and counts["route"] == 96
-    assert counts["cost"] == len(RunDir(baseline).read("costs").query("kind == 'path' and component == 'total'"))
+    assert counts["cost"] == len(RunDir(baseline).read("costs")
+                                 .query("kind == 'path' and component == 'total'"))
 
 
 def shift_score(model, benchmark, delta):
@@ -80,7 +82,8 @@ def test_missing_benchmark_fails(run, baseline):
 def test_rerouted_share(run, baseline):
     def reroute(df):
         rows = df.index[(df["model"] == "demo-scope") & (df["benchmark"] == "MMVP")][:6]
-        df.loc[rows, "route"] = df.loc[rows, "route"].map(lambda r: "shared+siglip" if r != "shared+siglip" else "shared+vit_hr")
+        df.loc[rows, "route"] = df.loc[rows, "route"].map(
+            lambda r: "shared+siglip" if r != "shared+siglip" else "shared+vit_hr")
         return df
 
     edit(run, "routes", reroute)
@@ -160,20 +163,26 @@ def test_bad_input(run, baseline, tmp_path):
     bad.write_text("model,benchmark\nx,GQA\n")
     assert f"{bad}: the scores table lacks column 'suite'" in one_line([run, "--baseline", bad])
     assert "must be a number, 0 or more" in one_line([run, "--baseline", baseline, "--tolerance", "-1"])
-    assert "--tolerance nan: must be a number" in one_line([run, "--baseline", baseline, "--tolerance", "nan"])
+    assert "--tolerance nan: must be a number" in one_line([run, "--baseline", baseline,
+                                                             "--tolerance", "nan"])
     scores = RunDir(baseline).read("scores")
     malformed = {  # a scores file as the baseline -> the one line it must give
-        "text": (scores.astype({"score": object}).assign(score=lambda d: d["score"].mask(d.index == 2, "abc")),
+        "text": (scores.astype({"score": object})
+                 .assign(score=lambda d: d["score"].mask(d.index == 2, "abc")),
                  "row 3: column 'score' is 'abc', not a number"),
-        "no-model": (scores.assign(model=lambda d: d["model"].mask(d.index == 0, "")), "row 1: column 'model' is empty"),
-        "twice": (pd.concat([scores, scores.iloc[[5]]]), f"benchmark '{scores.iloc[5]['benchmark']}' appears more than once"),
+        "no-model": (scores.assign(model=lambda d: d["model"].mask(d.index == 0, "")),
+                     "row 1: column 'model' is empty"),
+        "twice": (pd.concat([scores, scores.iloc[[5]]]),
+                  f"benchmark '{scores.iloc[5]['benchmark']}' appears more than once"),
         "foreign": (scores.assign(benchmark=lambda d: d["benchmark"].mask(d.index == 0, "NoBench")),
                     "column 'benchmark': unknown benchmark or task 'NoBench'"),
-        "other-suite": (scores.assign(suite="cambrian16-mini"), "evaluated suite 'cambrian16' but the baseline"),
+        "other-suite": (scores.assign(suite="cambrian16-mini"),
+                        "evaluated suite 'cambrian16' but the baseline"),
         "no-rows": (scores.iloc[:0], "the baseline holds no scores"),
         "infinite": (scores.assign(score=lambda d: d["score"].mask(d.index == 1, float("inf"))),
                      "row 2: column 'score' is inf, outside 0-100"),
-        "negative": (scores.assign(score=lambda d: d["score"].mask(d.index == 0, -500)), "row 1: column 'score' is -500"),
+        "negative": (scores.assign(score=lambda d: d["score"].mask(d.index == 0, -500)),
+                     "row 1: column 'score' is -500"),
     }
     for name, (df, needle) in malformed.items():
         df.to_csv(tmp_path / f"{name}.csv", index=False)

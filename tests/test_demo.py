@@ -100,7 +100,8 @@ def test_position_embeddings_are_redrawn_for_every_vit():
     tokenizer = build_word_tokenizer(vocabulary_corpus())
     model = build_model(config_from_dict(demo_config("x", "random", len(tokenizer)), "demo"), tokenizer)
     names = init_position_embeddings(model)
-    assert sorted(".".join(n.split(".")[:2]) for n in names) == ["routed.clip", "routed.hires", "shared.model"]
+    assert (sorted(".".join(n.split(".")[:2]) for n in names)
+            == ["routed.clip", "routed.hires", "shared.model"])
     params = dict(model.named_parameters())
     assert all(abs(params[n].std().item() - POSITION_STD) < 0.05 for n in names)
 
@@ -115,7 +116,8 @@ def test_content_targets_are_the_right_options_first_word():
 
     img = Image.new("RGB", (64, 64))
     examples = [
-        {"image": img, "prompt": "What colour?\nA. red\nB. dark blue\nAnswer with the letter.", "answer": "B"},
+        {"image": img, "prompt": "What colour?\nA. red\nB. dark blue\nAnswer with the letter.",
+         "answer": "B"},
         {"image": img, "prompt": "Which is closer?\n(A) yellow ball\n(B) purple ball", "answer": "A"},
         {"image": img, "prompt": "What colour?\nAnswer with a word.", "answer": "red"},
         {"image": img, "prompt": "How many?\nA. 3\nB. 4", "answer": "5"},

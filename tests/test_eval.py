@@ -30,7 +30,8 @@ def _eval(*args: str):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    result = _eval("demo-scope", "demo-baseline-0", "--tasks", TASKS, "--limit", "12", "--output", str(out), "--json")
+    result = _eval("demo-scope", "demo-baseline-0", "--tasks", TASKS, "--limit", "12", "--output", str(out),
+                   "--json")
     assert result.exit_code == 0, result.output
     return out
 
@@ -99,20 +100,23 @@ def test_lost_tables_are_rebuilt_from_finished_parts(run_dir, tmp_path):
     before = {t: pd.read_parquet(out / f"{t}.parquet") for t in ("scores", "routes")}
     for table in before:
         (out / f"{table}.parquet").unlink()  # deleted by hand: every part is still marked done
-    result = _eval("demo-baseline-0", "--tasks", "c16mini_gqa", "--limit", "12", "--output", str(out), "--json")
+    result = _eval("demo-baseline-0", "--tasks", "c16mini_gqa", "--limit", "12", "--output", str(out),
+                   "--json")
     assert result.exit_code == 0, result.output
     for table, old in before.items():
         new = pd.read_parquet(out / f"{table}.parquet")
         order = keys + (["doc_id"] if table == "routes" else [])
         pd.testing.assert_frame_equal(old.sort_values(order).reset_index(drop=True)[old.columns],
-                                      new.sort_values(order).reset_index(drop=True)[old.columns], check_dtype=False)
+                                      new.sort_values(order).reset_index(drop=True)[old.columns],
+                                      check_dtype=False)
 
 
 def test_killed_run_loses_no_finished_task(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "scopebench.cli", "eval", "demo-baseline-0", "--tasks",
            "c16mini_gqa,c16mini_textvqa,c16mini_docvqa", "--limit", "12", "--output", str(out), "--json"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     first = out / "parts/demo-baseline-0/c16mini_gqa/done"
     deadline = time.time() + 240
     while not first.exists() and time.time() < deadline and proc.poll() is None:
@@ -122,8 +126,8 @@ def test_killed_run_loses_no_finished_task(tmp_path):
     assert first.exists()
     assert not list(out.glob(".*.tmp")), "a half-written table was left behind"
     assert "GQA" in set(pd.read_parquet(out / "scores.parquet")["benchmark"])
-    result = _eval("demo-baseline-0", "--tasks", "c16mini_gqa,c16mini_textvqa,c16mini_docvqa", "--limit", "12",
-                   "--output", str(out), "--json")
+    result = _eval("demo-baseline-0", "--tasks", "c16mini_gqa,c16mini_textvqa,c16mini_docvqa",
+                   "--limit", "12", "--output", str(out), "--json")
     assert result.exit_code == 0, result.output
     assert set(pd.read_parquet(out / "scores.parquet")["benchmark"]) == {"GQA", "TextVQA", "DocVQA"}
 
@@ -161,12 +165,15 @@ def test_output_path_that_is_a_file_is_one_line(tmp_path):
 
 def test_bad_suite_file(tmp_path):
     bad = tmp_path / "mine.yaml"
-    bad.write_text("name: mine\nbenchmarks:\n  - {name: X, task: gqa, category: General, metrik: exact_match}\n")
+    bad.write_text("name: mine\nbenchmarks:\n"
+                   "  - {name: X, task: gqa, category: General, metrik: exact_match}\n")
     result = _eval("demo-scope", "--suite", str(bad))
     assert result.exit_code == 2 and "missing field 'metric'" in result.output
-    bad.write_text("name: mine\nbenchmarks:\n  - {name: X, task: no_such_task_zz, category: General, metric: exact_match}\n")
+    bad.write_text("name: mine\nbenchmarks:\n"
+                   "  - {name: X, task: no_such_task_zz, category: General, metric: exact_match}\n")
     result = _eval("demo-scope", "--suite", str(bad))
-    assert result.exit_code == 2 and f"{bad}: unknown lmms-eval task 'no_such_task_zz'" in " ".join(result.output.split())
+    assert (result.exit_code == 2
+            and f"{bad}: unknown lmms-eval task 'no_such_task_zz'" in " ".join(result.output.split()))
     bad.write_bytes(b"name: \xff\xfe\n")
     result = _eval("demo-scope", "--suite", str(bad))
     assert result.exit_code == 2 and "not valid YAML (UnicodeDecodeError)" in " ".join(result.output.split())
@@ -187,7 +194,8 @@ def test_limit_keeps_mme_question_pairs_whole(tmp_path):
     assert result.exit_code == 0, result.output
     assert "--limit 3 rounded up for MME-P to 4 (it scores 2 questions per image together)" in result.output
     samples = [json.loads(line) for line in
-               (tmp_path / "parts/demo-baseline-0/c16mini_mme/lmms_eval_samples.jsonl").read_text().splitlines()]
+               (tmp_path / "parts/demo-baseline-0/c16mini_mme/lmms_eval_samples.jsonl")
+               .read_text().splitlines()]
     images = [s["doc"]["question_id"] for s in samples]
     assert len(images) == 4 and all(images.count(i) == 2 for i in images)
     assert pd.read_parquet(tmp_path / "scores.parquet")["n"].tolist() == [4]
@@ -217,10 +225,12 @@ def test_two_process_run_matches_one_process(run_dir, tmp_path):
     """`accelerate launch` with 2 CPU processes: each answers half, the scores and routes are identical."""
     out = tmp_path / "dist"
     launcher = str(Path(sys.executable).parent / "accelerate")
-    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "scopebench.cli", "eval", "demo-scope", "--tasks", TASKS, "--limit", "12",
+    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scopebench.cli", "eval", "demo-scope",
+           "--tasks", TASKS, "--limit", "12",
            "--output", str(out), "--json"]
-    proc = subprocess.run(cmd, env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(cmd, env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True,
+                          timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     traces = sorted(p.name for p in (out / "parts/demo-scope/c16mini_gqa").glob("trace.rank*.jsonl"))
     assert traces == ["trace.rank0.jsonl", "trace.rank1.jsonl"]
@@ -229,7 +239,8 @@ def test_two_process_run_matches_one_process(run_dir, tmp_path):
     double = pd.read_parquet(out / "routes.parquet").sort_values(key)
     assert list(single["route"]) == list(double["route"])
     assert list(single["sample_score"]) == list(double["sample_score"])
-    s1 = pd.read_parquet(run_dir / "scores.parquet").query("model == 'demo-scope'").set_index("benchmark")["score"]
+    s1 = (pd.read_parquet(run_dir / "scores.parquet").query("model == 'demo-scope'")
+          .set_index("benchmark")["score"])
     s2 = pd.read_parquet(out / "scores.parquet").set_index("benchmark")["score"]
     assert s1.sort_index().tolist() == s2.sort_index().tolist()
 
@@ -256,14 +267,16 @@ def test_masked_demo_model(tmp_path):
                    "--output", str(tmp_path), "--json")
     assert result.exit_code == 0, result.output
     routes = pd.read_parquet(tmp_path / "routes.parquet")
-    assert set(routes["model"]) == {"demo-baseline-all@all/mask:conv"} and set(routes["route"]) == {"shared+hires+clip"}
+    assert (set(routes["model"]) == {"demo-baseline-all@all/mask:conv"}
+            and set(routes["route"]) == {"shared+hires+clip"})
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     entry = manifest["models"]["demo-baseline-all@all/mask:conv"]
     assert entry["fingerprint"].split("|")[2] == "all/mask:conv" and entry["trained_policy"] == "all"
 
 
 def test_blind_demo_model_and_its_vision_gain(run_dir, tmp_path):
-    """DEMO@blind: the demo model's own policy with black images, stored beside it; the report pairs the two."""
+    """DEMO@blind: the demo model's own policy with black images, stored beside it; the report pairs the
+    two."""
     out = shutil.copytree(run_dir, tmp_path / "run")
     result = _eval("demo-scope@blind", "--tasks", TASKS, "--limit", "12", "--output", str(out), "--json")
     assert result.exit_code == 0, result.output
@@ -275,7 +288,8 @@ def test_blind_demo_model_and_its_vision_gain(run_dir, tmp_path):
     gains = {v["group"]: v for v in json.loads(report.stdout)["vision"] if v["model"] == "demo-scope"}
     for bench in ("GQA", "DocVQA"):
         assert gains[bench]["blind_model"] == "demo-scope@blind" and gains[bench]["n"] == 12
-        assert gains[bench]["gain"] == pytest.approx(scores["demo-scope", bench] - scores["demo-scope@blind", bench])
+        assert gains[bench]["gain"] == pytest.approx(scores["demo-scope", bench]
+                                                     - scores["demo-scope@blind", bench])
 
 
 def test_sample_score_reads_the_tasks_own_per_sample_judgement():

@@ -21,7 +21,8 @@ from scopebench.profiling.flops import Tally, _decode, profile
 from scopebench.profiling.loading import Target
 from scopebench.run_dir import RunDir
 
-# Published counts, in GMACs. timm: column infer_gmacs of results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv
+# Published counts, in GMACs. timm: column infer_gmacs of
+# results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv
 # (huggingface/pytorch-image-models @ 5c33776); whole classifier at that resolution.
 # open_clip: column image_gflops of docs/model_profile.csv (mlfoundations/open_clip @ 3b37473), which is
 # FLOPs = 2 x MACs, halved here; the image tower with its projection.
@@ -42,11 +43,13 @@ def _reference_model(source: str, name: str, device: str):
     import timm
 
     with torch.device(device):
-        model = timm.create_model(name) if source == "timm" else open_clip.create_model(name, device=device).visual
+        model = (timm.create_model(name) if source == "timm"
+                 else open_clip.create_model(name, device=device).visual)
     return model.eval()
 
 
-@pytest.mark.parametrize("source, name, size, gmacs, on_cpu", REFERENCES, ids=[f"{r[0]}:{r[1]}" for r in REFERENCES])
+@pytest.mark.parametrize("source, name, size, gmacs, on_cpu", REFERENCES,
+                         ids=[f"{r[0]}:{r[1]}" for r in REFERENCES])
 def test_reference_models_match_published_counts(source, name, size, gmacs, on_cpu):
     """The torch counter on the meta device, and fvcore plus torch on a real CPU forward where it is cheap."""
     meta = _reference_model(source, name, "meta")
@@ -106,8 +109,8 @@ def decode_closed_form(context: int) -> int:
 def test_llm_prefill_and_decode_match_closed_form(llm, counter):
     for length in (7, 40):
         part = prefill_part(llm, length, 1)
-        assert count(part.module, part.inputs, counter, "prefill").macs == pytest.approx(prefill_closed_form(length),
-                                                                                       rel=0.01)
+        assert count(part.module, part.inputs, counter, "prefill").macs == pytest.approx(
+            prefill_closed_form(length), rel=0.01)
         step = decode_part(llm, length, 1)
         got = count(step.module, step.inputs, counter, "decode")
         assert got.counter == counter
@@ -120,7 +123,8 @@ def test_llm_counts_on_meta_and_decode_total(llm):
     with torch.device("meta"):
         meta = AutoModelForCausalLM.from_config(llm.config).eval()
     part = prefill_part(meta, 33, 1)
-    assert count(part.module, part.inputs, "torch", "prefill").macs == pytest.approx(prefill_closed_form(33), rel=0.01)
+    assert count(part.module, part.inputs, "torch", "prefill").macs == pytest.approx(prefill_closed_form(33),
+                                                                                     rel=0.01)
     step, total = _decode(Tally("torch", "llm"), meta, 33, generated=5)
     assert step.macs == pytest.approx(decode_closed_form(33), rel=0.01)
     # tokens 2..5 come from 4 steps at contexts 33, 34, 35, 36
@@ -169,7 +173,8 @@ LLM_SMALL = {"model_type": "qwen2", "vocab_size": 96, "hidden_size": 32, "interm
 HF_SMALL = {
     "qwen2_5_vl_vision": ({"depth": 2, "hidden_size": 32, "intermediate_size": 48, "num_heads": 2,
                            "out_hidden_size": 32, "window_size": 28, "fullatt_block_indexes": [1]}, 56),
-    "dinov3_vit": ({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}, 64),
+    "dinov3_vit": ({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                    "num_attention_heads": 2}, 64),
     "siglip_vision_model": ({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                              "num_attention_heads": 2, "image_size": 56}, 56),
     "clip_vision_model": ({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -202,7 +207,8 @@ def scaled_preset(name: str) -> dict:
 
 @pytest.mark.parametrize("preset", ["scope-paper", "cambrian-1"])
 def test_counters_agree_on_scaled_presets(preset):
-    """Every variant's every path (plus the all-encoders reference): fvcore vs torch on CPU; meta for SCOPE."""
+    """Every variant's every path (plus the all-encoders reference): fvcore vs torch on CPU; meta for
+    SCOPE."""
     cfg = config_from_dict(scaled_preset(preset), preset)
     variants = [None, *cfg.variants]
     for variant in variants:
@@ -236,7 +242,8 @@ def test_flops_json_schema(router_ckpt):
                                                  "shared+conv+oclip+hfclip"}
     for p in out["paths"]:
         assert isinstance(p["visual_tokens"], int) and p["visual_tokens"] > 0
-        expected = {"shared_encoder", "projector", "llm_prefill", "llm_decode", *(f"routed:{e}" for e in p["route"])}
+        expected = {"shared_encoder", "projector", "llm_prefill", "llm_decode",
+                    *(f"routed:{e}" for e in p["route"])}
         assert set(p["components"]) == expected | (set() if p["reference"] else {"router"})
         for c in [*p["components"].values(), p["total"], p["decode_per_token"]]:
             assert isinstance(c["macs"], int) and c["flops"] == 2 * c["macs"]

@@ -1,4 +1,5 @@
-"""`scopebench latency`: output structure on CPU, run-table rows, device checks, GPU peaks (timings untested)."""
+"""`scopebench latency`: output structure on CPU, run-table rows, device checks, GPU peaks (timings
+untested)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_latency_cpu_json_and_rows(ckpt, tmp_path):
         first_token = [c for n, c in p["components"].items() if n != "llm_decode_per_token"]
         assert p["total"]["flops"] == sum(c["flops"] for c in first_token)
     rows = RunDir(tmp_path).read("costs")
-    assert set(rows["kind"]) == {"latency"} and (rows["batch_size"] == 2).all() and (rows["device"] == "cpu").all()
+    assert (set(rows["kind"]) == {"latency"} and (rows["batch_size"] == 2).all()
+            and (rows["device"] == "cpu").all())
     assert len(rows) == 3 * 7
     assert _run([str(ckpt), *FAST, "--batch-size", "2", "--output", str(tmp_path)]).exit_code == 0
     assert len(RunDir(tmp_path).read("costs")) == len(rows)  # same setting: replaced, not appended

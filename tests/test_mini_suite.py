@@ -1,4 +1,5 @@
-"""The synthetic world and the offline cambrian16-mini suite, checked through lmms-eval's own loading and scoring."""
+"""The synthetic world and the offline cambrian16-mini suite, checked through lmms-eval's own loading and
+scoring."""
 
 from __future__ import annotations
 
@@ -124,16 +125,19 @@ def test_prompts_and_scoring_functions_are_lmms_evals_own():
         for key in ("lmms_eval_specific_kwargs", "generation_kwargs", "output_type", "test_split",
                     "model_specific_target_kwargs"):
             assert ours.get(key) == real.get(key), (mini, key)
-        keys = ["doc_to_visual", "doc_to_text", "doc_to_target"] + (["process_results"] if mini != "c16mini_mathvista" else [])
+        keys = (["doc_to_visual", "doc_to_text", "doc_to_target"]
+                + (["process_results"] if mini != "c16mini_mathvista" else []))
         for key in keys:
             assert where(ours.get(key)) == where(real.get(key)), (mini, key)
         real_aggs = {m["metric"]: m["aggregation"] for m in real["metric_list"]}
         for metric in ours["metric_list"]:
-            assert where(metric["aggregation"]) == where(real_aggs[metric["metric"]]), (mini, metric["metric"])
+            assert (where(metric["aggregation"])
+                    == where(real_aggs[metric["metric"]])), (mini, metric["metric"])
 
 
 def _evaluate(tasks, answer_for, out: Path) -> dict:
-    """lmms-eval's simple_evaluate of the 16 mini tasks with a model that answers ``answer_for(task, doc_id)``."""
+    """lmms-eval's simple_evaluate of the 16 mini tasks with a model that answers ``answer_for(task,
+    doc_id)``."""
     return evaluate_answers(tasks[0], lambda task, doc_id, prompt: answer_for(task, doc_id), out)["results"]
 
 
@@ -146,7 +150,8 @@ def _percent(results: dict, bench) -> float:
 def test_gold_answers_get_full_marks_and_wrong_answers_do_not(task_dict, tmp_path):
     suite = load_suite("cambrian16-mini")
     assert [b.task for b in suite.benchmarks] == list(TASKS)
-    gold = {t: [" ".join(WORD_PATTERN.findall(a)) for a in suite_answers(t)] for t in TASKS}  # as a word model decodes
+    # as a word model decodes
+    gold = {t: [" ".join(WORD_PATTERN.findall(a)) for a in suite_answers(t)] for t in TASKS}
     best = _evaluate(task_dict, lambda task, i: gold[task][i], tmp_path / "gold")
     assert {b.name: _percent(best, b) for b in suite.benchmarks} == {b.name: 100.0 for b in suite.benchmarks}
     worst = _evaluate(task_dict, lambda task, i: "zzz", tmp_path / "wrong")
@@ -185,7 +190,8 @@ def test_answers_are_short_and_words_are_in_the_vocabulary():
 
 
 def test_build_is_byte_identical_and_the_folder_is_relocatable(tmp_path, task_dict):
-    """A rebuilt folder is byte-identical, and it works as an include path wherever it lies (as in a wheel)."""
+    """A rebuilt folder is byte-identical, and it works as an include path wherever it lies (as in a
+    wheel)."""
     from lmms_eval.tasks import TaskManager, get_task_dict
 
     some = ["c16mini_mme", "c16mini_mmvp", "c16mini_seedbench"]
@@ -195,12 +201,14 @@ def test_build_is_byte_identical_and_the_folder_is_relocatable(tmp_path, task_di
         rel = TASKS[task].data_file
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), task
     manager = TaskManager(include_path=str(tmp_path / "a"), include_defaults=False)
-    assert len(get_task_dict(["c16mini_mmvp"], manager)["c16mini_mmvp"].test_docs()) == 2 * TASKS["c16mini_mmvp"].units
+    assert (len(get_task_dict(["c16mini_mmvp"], manager)["c16mini_mmvp"].test_docs())
+            == 2 * TASKS["c16mini_mmvp"].units)
 
 
 def test_suite_folder_is_small_and_checked(tmp_path):
     shipped = mini_task_include_path()
-    assert sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file() and "__pycache__" not in p.parts) < 5e6
+    assert sum(p.stat().st_size for p in shipped.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts) < 5e6
     check_mini_suite_files()
     folder = tmp_path / "mini"
     shutil.copytree(shipped, folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -227,7 +235,8 @@ def test_suite_definitions_load():
     assert mini.task_dir == mini_task_include_path()
     assert [b.category for b in mini.benchmarks].count("Knowledge") == 4 and len(mini.benchmarks) == 16
     ocr = load_suite("scope-ocr")
-    assert [b.task for b in ocr.benchmarks] == ["docvqa_val", "infovqa_val", "textvqa_val", "chartqa", "vcr_wiki_en_hard"]
+    assert [b.task for b in ocr.benchmarks] == ["docvqa_val", "infovqa_val", "textvqa_val", "chartqa",
+                                                "vcr_wiki_en_hard"]
     assert load_suite("cambrian16").benchmark("MathVista").task == "mathvista_testmini_format"
     picked = mini.select(["c16mini_gqa", "GQA", "MME-P"])  # a benchmark named twice (task id, name) runs once
     assert [b.name for b in picked] == ["GQA", "MME-P"]
@@ -236,11 +245,13 @@ def test_suite_definitions_load():
 def test_random_guesser_guesses_among_what_the_question_offers():
     """The chance baseline: a random offered letter, Yes/No, else a random answer of the task's own list."""
     guess = guesser(0)
-    lettered = "What colour?\nA. red\nB. blue\nC. green\nAnswer with the option's letter from the given choices directly."
+    lettered = ("What colour?\nA. red\nB. blue\nC. green\n"
+                "Answer with the option's letter from the given choices directly.")
     assert {guess("c16mini_mmbench", 0, lettered) for _ in range(60)} == {"A", "B", "C"}
     cv = "How many cones? Select from the following choices.\n(A) 3\n(B) 5"
     assert {guess("c16mini_cv_bench_2d", 0, cv) for _ in range(30)} == {"A", "B"}
-    assert {guess("c16mini_mme", 0, "Is it red? Please answer yes or no.") for _ in range(30)} == {"Yes", "No"}
+    assert ({guess("c16mini_mme", 0, "Is it red? Please answer yes or no.") for _ in range(30)}
+            == {"Yes", "No"})
     prior = {" ".join(WORD_PATTERN.findall(a)) for a in suite_answers("c16mini_textvqa")}
     said = {guess("c16mini_textvqa", 0, "What is the name of the shop?") for _ in range(200)}
     assert said <= prior and len(said) > 10

@@ -152,7 +152,8 @@ def test_answer_hidden_is_what_the_lm_head_reads(make_model):
     out = model(images, ids, mask, hidden_at=at)
     assert len(set(out.routes)) > 1
     head = model.llm.get_output_embeddings()
-    torch.testing.assert_close(head(out.answer_hidden), out.logits[torch.arange(len(at)), at], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(head(out.answer_hidden), out.logits[torch.arange(len(at)), at], atol=1e-5,
+                               rtol=1e-4)
     assert model(images, ids, mask).answer_hidden is None
 
     per_route = {}
@@ -252,7 +253,8 @@ def _corrupt(folder, what):
 
 
 @pytest.mark.parametrize("what, message", [
-    ("corrupt", "corrupt safetensors"), ("missing_file", "weights file missing"), ("no_config", "no scopebench.json"),
+    ("corrupt", "corrupt safetensors"), ("missing_file", "weights file missing"),
+    ("no_config", "no scopebench.json"),
     ("bad_config", "unknown encoder 'nope'"), ("missing", "missing tensor 'router."),
     ("unexpected", "unexpected tensor 'extra.weight'"), ("shape", "has shape"),
 ])
@@ -268,14 +270,15 @@ def test_checkpoint_with_inference_policy(make_model, tmp_path):
     """CHECKPOINT@POLICY: the checkpoint's weights under another policy, named after the reference."""
     from scopebench.models.registry import load_model, resolve
 
-    folder = save_checkpoint(make_model("all"), tmp_path / "ckpt@v1")  # an '@' in the folder name stays a path
+    # an '@' in the folder name stays a path
+    folder = save_checkpoint(make_model("all"), tmp_path / "ckpt@v1")
     model = make_model("all")
     names = model.cfg.routed_names
     ref = f"{folder}@all/mask:{names[0]}"
     found = resolve(ref)
     kind, cfg = found.kind, found.config
-    assert (kind, found.folder, cfg.name, cfg.policy) == ("checkpoint", folder, f"{model.cfg.name}@all/mask:{names[0]}",
-                                                          "all")
+    assert (kind, found.folder, cfg.name, cfg.policy) == ("checkpoint", folder,
+                                                          f"{model.cfg.name}@all/mask:{names[0]}", "all")
     assert (found.base, found.policy, found.name) == (str(folder), f"all/mask:{names[0]}", cfg.name)
     masked = load_model(ref)
     assert masked.paths() == [tuple(names[1:])] and load_model(str(folder)).paths() == [tuple(names)]
@@ -306,7 +309,8 @@ def test_cli_bad_checkpoint_exit_code(make_model, tmp_path):
 # ---- encoders and configs -------------------------------------------------------------------------
 @pytest.mark.parametrize("spec, message", [
     ("nope:foo", "not SOURCE:NAME"), ("timm:not_a_model", "unknown timm model"),
-    ("open_clip:ViT-B-33", "did you mean 'open_clip:ViT-B-32'"), ("hf:/does/not/exist", "no config found locally"),
+    ("open_clip:ViT-B-33", "did you mean 'open_clip:ViT-B-32'"),
+    ("hf:/does/not/exist", "no config found locally"),
 ])
 def test_bad_encoder_specs(spec, message):
     with pytest.raises(ScopebenchError, match=message):
@@ -333,7 +337,8 @@ def test_unreachable_hub_fails_without_retrying():
     back-off for about 30 s)."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
     env["HF_ENDPOINT"] = "https://127.0.0.1:9"  # nothing listens: connection refused
-    done = subprocess.run([sys.executable, "-c", HUB_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", HUB_PROBE], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert "hub is unreachable" in done.stdout, done.stderr[-2000:]
     assert "back-off sleeps: 0" in done.stdout
 
@@ -341,7 +346,8 @@ def test_unreachable_hub_fails_without_retrying():
 def test_encoder_options_shape():
     with torch.device("meta"):
         vit = create_encoder("timm:vit_base_patch16_224")
-        vit_cls = create_encoder(EncoderConfig("timm:vit_base_patch16_224", feature_layer="penultimate", drop_cls=False))
+        vit_cls = create_encoder(EncoderConfig("timm:vit_base_patch16_224", feature_layer="penultimate",
+                                               drop_cls=False))
         big = create_encoder(EncoderConfig("timm:vit_base_patch16_224", image_size=384))
     assert vit.output_shape() == (196, 768)
     assert vit_cls.output_shape() == (197, 768)
@@ -361,7 +367,8 @@ def test_config_errors():
         (lambda d: d["router"].update(dim="x"), "x.yaml: router: field 'dim' must be an int, got 'x'"),
         (lambda d: d.update(name=5), "x.yaml: field 'name' must be a str, got 5"),
         (lambda d: d["shared"].update(image_size="64"), "field 'image_size' must be an int or null"),
-        (lambda d: d.update(prompt_template="Q: {x}"), "prompt_template 'Q: {x}' may hold no field but {prompt}"),
+        (lambda d: d.update(prompt_template="Q: {x}"),
+         "prompt_template 'Q: {x}' may hold no field but {prompt}"),
     ]:
         data = tiny_config_dict()
         edit(data)
@@ -390,7 +397,8 @@ def test_every_preset_builds_on_meta():
 
 
 def test_cli_help_is_light():
-    code = "import sys; from scopebench.cli import app; print('torch' in sys.modules, 'lmms_eval' in sys.modules)"
+    code = ("import sys; from scopebench.cli import app; "
+            "print('torch' in sys.modules, 'lmms_eval' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

@@ -50,7 +50,8 @@ def test_table_format_shows_scores_compute_routing_and_oracle(run_dir, truth):
     for title in ("Scores on cambrian16", "Compute vs accuracy", "Cost per path", "Routing of demo-scope",
                   "Oracle router for demo-scope"):
         assert title in out
-    scope_line = next(line for line in out.splitlines() if line.startswith("│ demo-scope ") and "router" in line)
+    scope_line = next(line for line in out.splitlines()
+                      if line.startswith("│ demo-scope ") and "router" in line)
     assert f"{truth['overall']['demo-scope']:.1f}" in scope_line
     assert f"{truth['scope_tflops']:.3g}" in scope_line
     assert f"{100 * truth['saving']:.1f}%" in scope_line
@@ -69,7 +70,8 @@ def test_csv_format_is_the_joined_model_table(run_dir, truth):
     assert df.loc["demo-scope", "expected_tflops"] == pytest.approx(truth["scope_tflops"])
     assert df.loc["demo-scope", "saving"] == pytest.approx(truth["saving"])
     assert df.loc["demo-scope", "reference"] == "demo-baseline-all"
-    assert df.loc["demo-scope", "delta_low"] <= df.loc["demo-scope", "delta"] <= df.loc["demo-scope", "delta_high"]
+    assert (df.loc["demo-scope", "delta_low"] <= df.loc["demo-scope", "delta"]
+            <= df.loc["demo-scope", "delta_high"])
     assert bool(df.loc["demo-baseline-all", "pareto"])  # the most accurate model is on the front
     assert not bool(df.loc["demo-baseline-1-vit_hr", "pareto"])  # dearer and worse than demo-scope
 
@@ -112,7 +114,8 @@ def test_html_is_one_self_contained_file_and_plots_are_png_and_svg(run_dir, tmp_
 
 
 def test_runs_without_costs_are_reported_with_the_fix(tmp_path):
-    run = make_run(tmp_path / "nocost", n_docs=5, costs=False, manifest_suite=False)  # suite from scores table
+    # suite from scores table
+    run = make_run(tmp_path / "nocost", n_docs=5, costs=False, manifest_suite=False)
     r = invoke(run)
     assert r.exit_code == 0, r.output
     assert "no costs: run `scopebench flops MODEL --output" in r.stdout
@@ -129,12 +132,14 @@ def test_a_benchmark_without_routes_leaves_no_partial_expected_cost(run_dir, tmp
     gap = lambda d: (d["model"] == "demo-scope") & (d["benchmark"] == "DocVQA")  # noqa: E731
     RunDir(run).write("routes", routes[~gap(routes)])
     RunDir(run).write("costs", costs[~(gap(costs) & (costs["kind"] == "expected"))])
-    before = {m["model"]: m["expected_flops"] for m in json.loads(invoke(run_dir, "--format", "json").stdout)["models"]}
+    before = {m["model"]: m["expected_flops"]
+              for m in json.loads(invoke(run_dir, "--format", "json").stdout)["models"]}
     doc = json.loads(invoke(run, "--format", "json").stdout)
     after = {m["model"]: m["expected_flops"] for m in doc["models"]}
     assert after.pop("demo-scope") is None and before.pop("demo-scope") is not None
     assert after == before
-    assert any(n.startswith("no expected cost for demo-scope: no routes or path costs for DocVQA") for n in doc["notes"])
+    assert any(n.startswith("no expected cost for demo-scope: no routes or path costs for DocVQA")
+               for n in doc["notes"])
 
 
 def test_two_run_dirs_are_concatenated(run_dir, tmp_path):
@@ -155,7 +160,8 @@ def test_two_run_dirs_are_concatenated(run_dir, tmp_path):
 
 def test_explicit_reference_in_the_python_api(run_dir, tmp_path):
     out = tmp_path / "r.json"
-    run_report([run_dir], scores=None, fmt="json", plot_dir=None, output=out, reference="demo-baseline-1-siglip")
+    run_report([run_dir], scores=None, fmt="json", plot_dir=None, output=out,
+               reference="demo-baseline-1-siglip")
     models = {m["model"]: m for m in json.loads(out.read_text())["models"]}
     assert models["demo-scope"]["reference"] == "demo-baseline-1-siglip"
     assert models["demo-baseline-1-siglip"]["reference"] is None
@@ -164,10 +170,11 @@ def test_explicit_reference_in_the_python_api(run_dir, tmp_path):
 
 
 def _variant(run_dir, base: str, name: str, encoders: list[str], shift: float, first: bool = False) -> None:
-    """Add model ``name``: ``base``'s scores + ``shift`` (at most 100) on every benchmark, one route over ``encoders``
-    (its rows before every other model's when ``first``)."""
+    """Add model ``name``: ``base``'s scores + ``shift`` (at most 100) on every benchmark, one route over
+    ``encoders`` (its rows before every other model's when ``first``)."""
     scores, routes = RunDir(run_dir).read("scores"), RunDir(run_dir).read("routes")
-    new_scores = scores[scores["model"] == base].assign(model=name, score=lambda d: (d["score"] + shift).clip(upper=100.0))
+    new_scores = scores[scores["model"] == base].assign(
+        model=name, score=lambda d: (d["score"] + shift).clip(upper=100.0))
     new_routes = routes[routes["model"] == base].assign(model=name, route="+".join(["shared", *encoders]))
     order = (lambda old, new: [new, old]) if first else (lambda old, new: [old, new])
     RunDir(run_dir).write("scores", pd.concat(order(scores, new_scores), ignore_index=True))
@@ -175,17 +182,22 @@ def _variant(run_dir, base: str, name: str, encoders: list[str], shift: float, f
 
 
 def test_encoder_roles_known_answers(run_dir, tmp_path):
-    """Capacity = Baseline-1 overall; Necessity = full minus masked / retrained overall; token MoE is no full set."""
+    """Capacity = Baseline-1 overall; Necessity = full minus masked / retrained overall; token MoE is no
+    full set."""
     run = shutil.copytree(run_dir, tmp_path / "roles")
     rest = ["convnext", "siglip"]
     _variant(run, "demo-baseline-all", "demo-baseline-all@all/mask:vit_hr", rest, -4.0)
     _variant(run, "demo-baseline-all", "baseline-2-no-vit_hr", rest, -1.5)
-    _variant(run, "demo-baseline-all", "token-moe", ENCODERS, +9.0)  # one constant all-encoders route, like Baseline-all
-    _variant(run, "demo-baseline-1-vit_hr", "demo-scope@fixed:vit_hr", ["vit_hr"], +20.0, first=True)  # a forced path
+    # one constant all-encoders route, like Baseline-all
+    _variant(run, "demo-baseline-all", "token-moe", ENCODERS, +9.0)
+    # a forced path
+    _variant(run, "demo-baseline-1-vit_hr", "demo-scope@fixed:vit_hr", ["vit_hr"], +20.0, first=True)
     write_manifest(run, {"suite": "cambrian16", "models": {
         "token-moe": {"fingerprint": "scope|token-moe|token_moe|0"},
-        "demo-scope@fixed:vit_hr": {"fingerprint": "scope|demo-scope@fixed:vit_hr|fixed:vit_hr|0", "trained_policy": "router"},
-        "demo-baseline-1-vit_hr": {"fingerprint": "scope|demo-baseline-1-vit_hr|fixed:vit_hr|0", "trained_policy": "fixed:vit_hr"},
+        "demo-scope@fixed:vit_hr": {"fingerprint": "scope|demo-scope@fixed:vit_hr|fixed:vit_hr|0",
+                                    "trained_policy": "router"},
+        "demo-baseline-1-vit_hr": {"fingerprint": "scope|demo-baseline-1-vit_hr|fixed:vit_hr|0",
+                                   "trained_policy": "fixed:vit_hr"},
     }})
     routes = RunDir(run).read("routes")
     full = routes["model"] == "demo-baseline-all"
@@ -203,13 +215,16 @@ def test_encoder_roles_known_answers(run_dir, tmp_path):
         row = roles[(e, "Overall")]
         assert row["full_model"] == "demo-baseline-all" and row["capacity_model"] == f"demo-baseline-1-{e}"
         assert row["capacity"] == pytest.approx(overall[f"demo-baseline-1-{e}"])
-        assert row["capacity_vs_shared"] == pytest.approx(overall[f"demo-baseline-1-{e}"] - overall["demo-baseline-0"])
+        assert row["capacity_vs_shared"] == pytest.approx(overall[f"demo-baseline-1-{e}"]
+                                                          - overall["demo-baseline-0"])
     assert roles[("vit_hr", "Overall")]["necessity_masked"] == pytest.approx(4.0)
     assert roles[("vit_hr", "OCR & Chart")]["necessity_retrained"] == pytest.approx(1.5)
     assert roles[("siglip", "Overall")]["necessity_masked"] is None
-    assert roles[("vit_hr", "Overall")]["erank"] == pytest.approx(17.5) and roles[("vit_hr", "OCR & Chart")]["erank"] == 10.0
+    assert (roles[("vit_hr", "Overall")]["erank"] == pytest.approx(17.5)
+            and roles[("vit_hr", "OCR & Chart")]["erank"] == 10.0)
     assert roles[("siglip", "Overall")]["erank"] is None
-    assert any("need more runs" in n for n in doc["notes"]) and not any("several full-set" in n for n in doc["notes"])
+    assert (any("need more runs" in n for n in doc["notes"])
+            and not any("several full-set" in n for n in doc["notes"]))
     markdown = invoke(run, "--format", "markdown").stdout
     assert "## Encoder roles" in markdown and "masked: demo-baseline-all@all/mask:vit_hr" in markdown
     assert "Encoder roles" in invoke(run, "--plot", tmp_path / "plots").stdout
@@ -248,7 +263,8 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
 
     cases = {
         "model,bench,score\nx,GQA,50\n": "missing column 'benchmark'",
-        "model,benchmark,score\nx,NotABench,50\n": "line 2: column 'benchmark': unknown benchmark or task 'NotABench'",
+        "model,benchmark,score\nx,NotABench,50\n":
+            "line 2: column 'benchmark': unknown benchmark or task 'NotABench'",
         "model,benchmark,score\nx,MME-P,2500\n": "line 2: score 2500 of MME-P is outside 0-2000",
         "model,benchmark,score\nx,GQA,101\n": "outside 0-100",
         "model,benchmark,score\n,GQA,50\n": "line 2: column 'model' is empty",
@@ -271,13 +287,15 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
         (broken / "manifest.json").write_bytes(content)
         _one_line_error(invoke(broken), str(broken / "manifest.json"), needle)
     shutil.copy(run_dir / "manifest.json", broken / "manifest.json")
-    RunDir(broken).write("routes", RunDir(run_dir).read("routes").assign(route=lambda d: d["route"].mask(d.index == 4, None)))
+    RunDir(broken).write("routes", RunDir(run_dir).read("routes").assign(
+        route=lambda d: d["route"].mask(d.index == 4, None)))
     _one_line_error(invoke(broken), str(broken / "routes.parquet"), "row 5: column 'route' is empty")
 
     _one_line_error(invoke(run_dir, "--format", "xlsx"), "--format: unknown format 'xlsx'", "table, markdown")
     _one_line_error(invoke(tmp_path / "missing"), "not a directory")
     before = (broken / "routes.parquet").read_bytes()
-    _one_line_error(invoke(broken, "--format", "csv", "--output", broken / "routes.parquet"), "is one of the report's inputs")
+    _one_line_error(invoke(broken, "--format", "csv", "--output", broken / "routes.parquet"),
+                    "is one of the report's inputs")
     assert (broken / "routes.parquet").read_bytes() == before
     _one_line_error(invoke(run_dir, "--output", tmp_path), f"--output {tmp_path}: is a folder")
 
@@ -288,11 +306,13 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
     run = shutil.copytree(run_dir, tmp_path / "vision")
     scores, routes = RunDir(run).read("scores"), RunDir(run).read("routes")
     blind_scores = scores[scores["model"] == "demo-scope"].assign(model="demo-scope@blind", score=0.0)
-    blind_scores.loc[blind_scores["benchmark"] == "MME-P", "score"] = 10.0  # not the mean of its samples: no interval
+    # not the mean of its samples: no interval
+    blind_scores.loc[blind_scores["benchmark"] == "MME-P", "score"] = 10.0
     blind_routes = routes[routes["model"] == "demo-scope"].assign(model="demo-scope@blind", sample_score=0.0)
     orphan = routes[routes["model"] == "demo-baseline-all"].assign(model="demo-baseline-all@all/blind")
-    RunDir(run).write("scores", pd.concat([scores, blind_scores, scores[scores["model"] == "demo-baseline-all"].assign(
-        model="demo-baseline-all@all/blind")], ignore_index=True))
+    RunDir(run).write("scores", pd.concat(
+        [scores, blind_scores, scores[scores["model"] == "demo-baseline-all"].assign(
+            model="demo-baseline-all@all/blind")], ignore_index=True))
     RunDir(run).write("routes", pd.concat([routes, blind_routes, orphan], ignore_index=True))
     costs = RunDir(run).read("costs")  # the orphan as good as Baseline-all and cheaper than anything
     cheap = costs[costs["model"] == "demo-baseline-all"].assign(model="demo-baseline-all@all/blind",
@@ -300,7 +320,8 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
     RunDir(run).write("costs", pd.concat([costs, cheap], ignore_index=True))
     write_manifest(run, {"suite": "cambrian16", "models": {
         "demo-scope": {"fingerprint": "scope|demo-scope|router|0"},
-        "demo-scope@blind": {"fingerprint": "scope|demo-scope@blind|router/blind|0", "trained_policy": "router"},
+        "demo-scope@blind": {"fingerprint": "scope|demo-scope@blind|router/blind|0",
+                             "trained_policy": "router"},
         "demo-baseline-all@all/blind": {"fingerprint": "scope|x|fixed:vit_hr,convnext,siglip/blind|0"},
     }})
     r = invoke(run, "--format", "json")
@@ -318,11 +339,13 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
             assert row["n"] == 0 and row["gain_low"] is None
         else:
             assert row["n"] == 30 and 0 < row["gain_low"] < row["gain"] < row["gain_high"]
-    assert vision["Overall"]["gain"] == pytest.approx(seeing.mean() - 10.0 / 16) and vision["Overall"]["n"] == 0
+    assert (vision["Overall"]["gain"] == pytest.approx(seeing.mean() - 10.0 / 16)
+            and vision["Overall"]["n"] == 0)
     assert vision["General"]["n"] == 0 and vision["Knowledge"]["n"] == 120
     models = {m["model"]: m for m in doc["models"]}
     assert models["demo-scope"]["reference"] == "demo-baseline-all"
-    assert models["demo-scope@blind"]["reference"] is None and models["demo-baseline-all@all/blind"]["reference"] is None
+    assert (models["demo-scope@blind"]["reference"] is None
+            and models["demo-baseline-all@all/blind"]["reference"] is None)
     for m in ("demo-scope@blind", "demo-baseline-all@all/blind"):  # no costs: not what the blind run pays
         assert models[m]["expected_flops"] is None and models[m]["params"] is None and not models[m]["pareto"]
         assert all(m not in {r["model"] for r in doc[t]} for t in ("expected", "paths"))
@@ -337,7 +360,8 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
 
 
 def test_runs_without_a_router_report_every_format(run_dir, tmp_path):
-    """Only fixed-path models (e.g. `scopebench eval demo-baseline-0`): no routing or oracle section, no crash."""
+    """Only fixed-path models (e.g. `scopebench eval demo-baseline-0`): no routing or oracle section, no
+    crash."""
     run = shutil.copytree(run_dir, tmp_path / "fixed")
     for name in ("scores", "routes", "costs"):
         table = RunDir(run).read(name)

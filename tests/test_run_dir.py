@@ -26,7 +26,8 @@ def _eval(*args: str):
 
 
 def _routes(out: Path) -> pd.DataFrame:
-    return pd.read_parquet(out / "routes.parquet").sort_values(["model", "benchmark", "doc_id"]).reset_index(drop=True)
+    return (pd.read_parquet(out / "routes.parquet").sort_values(["model", "benchmark", "doc_id"])
+            .reset_index(drop=True))
 
 
 @pytest.mark.slow
@@ -50,7 +51,8 @@ def test_resume_follows_the_limit_and_rebuilds_routes(tmp_path):
     assert len(pd.read_parquet(out / "routes.parquet")) == 8, "routes of samples beyond the limit were kept"
     want = _routes(out)
 
-    shutil.rmtree(out / "parts/demo-scope/c16mini_gqa")  # its answers are nowhere else: answered again, routed
+    # its answers are nowhere else: answered again, routed
+    shutil.rmtree(out / "parts/demo-scope/c16mini_gqa")
     again = _eval(*args, "--limit", "4")
     assert again.exit_code == 0, again.output
     assert "1 evaluated, 1 reused" in again.output
@@ -113,9 +115,11 @@ def test_fingerprint_covers_every_byte_of_the_checkpoint(tmp_path):
 
 def test_two_evals_into_one_output_keep_both(tmp_path):
     out = tmp_path / "run"
-    cmds = [[sys.executable, "-m", "scopebench.cli", "eval", model, "--tasks", "c16mini_gqa,c16mini_mmvp,c16mini_ai2d",
+    cmds = [[sys.executable, "-m", "scopebench.cli", "eval", model, "--tasks",
+             "c16mini_gqa,c16mini_mmvp,c16mini_ai2d",
              "--limit", "4", "--output", str(out), "--json"] for model in ("demo-scope", "demo-baseline-0")]
-    procs = [subprocess.Popen(c, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
+    procs = [subprocess.Popen(c, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in cmds]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
@@ -155,7 +159,8 @@ def test_a_cut_trace_line_does_not_swallow_the_next_record(tmp_path):
     from scopebench.evaluation.adapter import ScopeLMM, read_traces
 
     trace = tmp_path / "trace.rank0.jsonl"
-    rec = {"key": "t|1|gen|abc", "fingerprint": "f", "task": "t", "doc_id": 1, "route": "shared+a", "encoder": "a",
+    rec = {"key": "t|1|gen|abc", "fingerprint": "f", "task": "t", "doc_id": 1, "route": "shared+a",
+           "encoder": "a",
            "probs": {"a": 1.0}, "eranks": {}, "answer": "yes"}
     trace.write_text(json.dumps(rec)[:25])  # a kill or a full disk cut the last line
     ScopeLMM._log(types.SimpleNamespace(trace_path=trace), [{**rec, "doc_id": 2}])
@@ -165,7 +170,8 @@ def test_a_cut_trace_line_does_not_swallow_the_next_record(tmp_path):
 def test_malformed_trace_lines_are_answered_again(tmp_path):
     from scopebench.evaluation.adapter import read_traces
 
-    good = {"key": "t|1|ll|abc", "fingerprint": "f", "task": "t", "doc_id": 1, "route": "shared", "encoder": "",
+    good = {"key": "t|1|ll|abc", "fingerprint": "f", "task": "t", "doc_id": 1, "route": "shared",
+            "encoder": "",
             "probs": None, "eranks": {}, "answer": [-1.5, True]}
     bad = [[1, 2, 3], {}, {**good, "doc_id": "abc"}, {**good, "route": 5}, {**good, "answer": None},
            {**good, "probs": {"a": "x"}}, {**good, "doc_id": True}, "text"]
@@ -177,10 +183,12 @@ def test_malformed_trace_lines_are_answered_again(tmp_path):
 def test_a_read_only_output_is_one_line(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                      capture_output=True).returncode:
         pytest.skip("cannot mount a read-only tmpfs here (needs root)")
     try:
-        result = _eval("demo-baseline-0", "--tasks", "c16mini_gqa", "--limit", "1", "--output", str(ro / "run"))
+        result = _eval("demo-baseline-0", "--tasks", "c16mini_gqa", "--limit", "1", "--output",
+                       str(ro / "run"))
     finally:
         subprocess.run(["umount", str(ro)], check=True)
     assert result.exit_code == 2, result.output
