@@ -110,6 +110,15 @@ def eval_(
         help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace the results of another model of the same name in --output.")] = False,
+    dtype: Annotated[str, typer.Option(
+        help="auto (the checkpoint's stored dtype on CUDA, float32 on CPU), float32, bfloat16 or float16.")
+    ] = "auto",
+    device_map: Annotated[str | None, typer.Option(
+        help="auto: spread one model over the devices of --max-memory (accelerate big-model inference).")
+    ] = None,
+    max_memory: Annotated[str | None, typer.Option(
+        help="With --device-map: DEVICE=SIZE,... e.g. 0=70GiB,1=70GiB (cpu=8GiB on CPU; the rest to disk).")
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Evaluate models on a benchmark suite through lmms-eval; write scores and routing traces."""
@@ -121,8 +130,41 @@ def eval_(
     run_eval(
         models=model or [], suite=suite, tasks=tasks.split(",") if tasks else None, limit=limit,
         batch_size=batch_size, device=device, output=output, judge=judge, json_out=json_out,
-        overwrite=overwrite,
+        overwrite=overwrite, dtype=dtype, device_map=device_map, max_memory=max_memory,
     )
+
+
+@app.command()
+@user_errors
+def assemble(
+    config: Annotated[str, typer.Argument(help="A model config YAML naming local pretrained parts, or a "
+                                               "preset.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The checkpoint folder to write (new).")],
+    weights: Annotated[list[Path] | None, typer.Option(
+        "--weights", help="Trained tensors (safetensors) from another codebase; repeatable.")] = None,
+    key_map: Annotated[Path | None, typer.Option(
+        help="YAML list of [regex, replacement] rules renaming --weights tensors ('' drops one).")] = None,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    max_shard_size: Annotated[str, typer.Option(help="Shard the weights above this size (e.g. 5GB).")
+                              ] = "5GB",
+    allow_random: Annotated[bool, typer.Option(
+        "--allow-random", help="Randomly initialise what nothing supplies (marks the checkpoint untrained).")
+    ] = False,
+    json_out: Json = False,
+) -> None:
+    """Write a scopebench checkpoint from pretrained parts and trained weights made elsewhere."""
+    import json
+
+    from scopebench.models.assemble import assemble as run_assemble
+
+    done = run_assemble(config, output, weights or [], key_map, dtype, max_shard_size, allow_random)
+    if json_out:
+        print(json.dumps(done, indent=2))
+        return
+    random = f"; {done['random']} random tensors (untrained)" if done["random"] else ""
+    pretrained = ", ".join(done["from_pretrained"]) or "-"
+    print(f"wrote {done['output']}: {done['parameters'] / 1e6:.1f} M parameters in {done['dtype']}; "
+          f"{done['from_weights']} tensors from --weights; pretrained parts: {pretrained}{random}")
 
 
 @app.command()

@@ -239,6 +239,7 @@ class ModelConfig:
     seed: int = 0
     variants: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    untrained: bool = False  # assembled with random tensors (`assemble --allow-random`): eval warns
 
     @property
     def routed_names(self) -> list[str]:

@@ -142,10 +142,12 @@ class ScopeLMM(lmms):
     def __init__(
         self, pretrained: str = "demo-scope", device: str = "cpu", batch_size: int | str = 16,
         policy: str | None = None, max_new_tokens: int | None = None, trace_dir: str | None = None,
-        dtype: str = "float32", **kwargs,
+        dtype: str = "auto", device_map: str | None = None, max_memory: str | None = None,
+        offload_dir: str | None = None, **kwargs,
     ) -> None:
         super().__init__()
-        from scopebench.models.registry import load_model
+        from scopebench.models.placement import parse_max_memory
+        from scopebench.models.registry import load_model, resolve, run_dtype
 
         world = int(os.environ.get("WORLD_SIZE", 1))
         if world > 1:  # launched by `accelerate launch` / torchrun: one shard of the requests per process
@@ -154,12 +156,15 @@ class ScopeLMM(lmms):
                 device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         self._device = torch.device(device)
         self.ref = pretrained
-        self.model = load_model(pretrained, device=device, policy=policy)
-        if dtype != "float32":
-            self.model = self.model.to(getattr(torch, dtype))
+        self.dtype = run_dtype(dtype, device, resolve(pretrained).folder)
+        self.model = load_model(pretrained, device=device, policy=policy, dtype=self.dtype,
+                                device_map=device_map, max_memory=parse_max_memory(max_memory),
+                                offload_dir=Path(offload_dir) if offload_dir else None)
+        if device_map:  # inputs start where the encoders and the LLM's embeddings are
+            self._device = next(self.model.shared.parameters()).device
         self.batch_size = int(batch_size)
         self.max_new_tokens = max_new_tokens
-        self.fingerprint = model_fingerprint(pretrained, policy, dtype)
+        self.fingerprint = model_fingerprint(pretrained, policy, self.dtype)
         sizes = [self.model.shared.image_size, *(e.image_size for e in self.model.routed.values())]
         self.canvas = self.model.cfg.image_size or max(sizes)
         self.trace_path: Path | None = None

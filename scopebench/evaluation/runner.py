@@ -58,6 +58,7 @@ class Job:
     configs: dict[str, dict]  # benchmark -> lmms-eval task config
     manager: Any  # lmms-eval TaskManager
     settings: dict[tuple[str, str], dict[str, Any]]  # (reference, benchmark) -> part settings
+    placement: dict[str, Any]  # device_map, max_memory: one model over several devices
 
     def part(self, ref: str, bench: Benchmark) -> Path:
         return self.run.part(self.models[ref].name, self.tasks[bench.name])
@@ -94,8 +95,7 @@ def check_run_dir(run: RunDir, suite: Suite, fingerprints: dict[str, str], overw
                    if not str(old).startswith(f"{FINGERPRINT}|") else "its config or weights differ")
             raise ScopebenchError(
                 f"{run} holds results of another model named '{name}' ({why}: {old} != {fp}); "
-                "pass --overwrite "
-                f"to replace them, or choose another --output"
+                f"pass --overwrite to replace them, or choose another --output"
             )
 
 
@@ -114,11 +114,13 @@ def quiet_logs() -> None:
 
 def run_eval(
     models: list[str], suite: str, tasks: list[str] | None, limit: int | None, batch_size: int, device: str,
-    output: Path | None, judge: bool, json_out: bool, overwrite: bool = False,
+    output: Path | None, judge: bool, json_out: bool, overwrite: bool = False, dtype: str = "auto",
+    device_map: str | None = None, max_memory: str | None = None,
 ) -> None:
     """Evaluate ``models`` on ``suite`` and write / extend the run directory; print the scores."""
     from scopebench.evaluation.adapter import model_fingerprint
-    from scopebench.models.registry import check_device
+    from scopebench.models.placement import parse_max_memory
+    from scopebench.models.registry import check_device, run_dtype
 
     check_device(device)
     if limit is not None and limit < 1:
@@ -128,8 +130,17 @@ def run_eval(
     suite_obj = load_suite(suite, judges=True)
     benches = suite_obj.select(tasks)
     refs = _resolve_all(models or default_models())
-    dtype = "float32"
-    fingerprints = {m.name: model_fingerprint(r, dtype=dtype) for r, m in refs.items()}
+    presets = [r for r, m in refs.items() if m.kind == "preset"]
+    if presets:
+        raise ScopebenchError(
+            f"model '{presets[0]}' is a preset, with no trained weights; evaluate a checkpoint "
+            f"(`scopebench assemble {presets[0]} -o DIR --allow-random` writes a random-init one for a "
+            "dry run); flops and latency take presets as they are")
+    if device_map not in (None, "auto"):
+        raise ScopebenchError(f"--device-map must be 'auto', got '{device_map}'")
+    parse_max_memory(max_memory)  # a malformed --max-memory fails before any work
+    dtypes = {r: run_dtype(dtype, device, m.folder) for r, m in refs.items()}
+    fingerprints = {m.name: model_fingerprint(r, dtype=dtypes[r]) for r, m in refs.items()}
     run = RunDir(output or Path("runs") / suite_obj.name)
     check_run_dir(run, suite_obj, fingerprints, overwrite)
     task_of = {b.name: (b.judge_task if judge and b.judge_task else b.task) for b in benches}
@@ -141,15 +152,20 @@ def run_eval(
     job = Job(run, suite_obj, refs, benches, task_of,
               {name: task_config(manager, t) for name, t in task_of.items()},
               manager, {(r, b.name): part_settings(fingerprints[m.name], task_of[b.name],
-                                                   b.whole_groups(limit), batch_size, device, dtype)
-                        for r, m in refs.items() for b in benches})
+                                                   b.whole_groups(limit), batch_size, device, dtypes[r])
+                        for r, m in refs.items() for b in benches},
+              {"device_map": device_map, "max_memory": max_memory})
     if rank == 0:
         _prepare(run, {"suite": suite_obj.name, "suite_file": str(suite_obj.source), "judge": judge,
                        "limit": limit, "batch_size": batch_size, "device": device, "dtype": dtype,
-                       **environment()},
+                       "device_map": device_map, "max_memory": max_memory, **environment()},
                  {m.name: {**m.manifest_entry(), "fingerprint": fingerprints[m.name], "limit": limit,
-                           "batch_size": batch_size, "device": device, "dtype": dtype}
-                  for m in refs.values()})
+                           "batch_size": batch_size, "device": device, "dtype": dtypes[r]}
+                  for r, m in refs.items()})
+        for m in refs.values():
+            if m.config.untrained:
+                print(f"warning: {m.name} was assembled with random tensors (untrained: true in its "
+                      "scopebench.json): its scores say nothing about a trained model", file=sys.stderr)
     rounded = [f"{b.name} to {b.whole_groups(limit)} (it scores {b.doc_group} questions per image together)"
                for b in benches if b.whole_groups(limit) != limit]
     if rounded and rank == 0 and not json_out:
@@ -204,8 +220,9 @@ def _evaluate(job: Job, todo: list[tuple[str, Benchmark]], progress) -> None:
         model, settings, part = job.models[ref].name, job.settings[ref, bench.name], job.part(ref, bench)
         part.mkdir(parents=True, exist_ok=True)
         if ref != current:
+            offload = job.run.path / "offload" / model if job.placement["device_map"] else None
             lm, current = ScopeLMM(ref, device=settings["device"], batch_size=settings["batch_size"],
-                                   dtype=settings["dtype"]), ref
+                                   dtype=settings["dtype"], offload_dir=offload, **job.placement), ref
         # one process per part at a time; two single-process runs of one model share the work
         with locked(part, PART_LOCK.format(rank=lm.rank)):
             done = read_done(part)

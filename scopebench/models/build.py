@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -60,19 +61,32 @@ def build_llm(cfg: LLMConfig):
     return AutoModelForCausalLM.from_config(hf, trust_remote_code=cfg.trust_remote_code)
 
 
-def build_model(cfg: ModelConfig, tokenizer=None, meta: bool = False, trust_remote_code: bool = False):
-    """Build a MultiEncoderVLM. ``meta=True`` allocates no weights (for counting paper-scale models)."""
+def llm_tokenizer(cfg: LLMConfig):
+    """The tokenizer saved with a local LLM folder (``pretrained``, or an ``hf:`` folder), or None."""
+    for folder in (cfg.pretrained, cfg.spec.removeprefix("hf:")):
+        if folder and (Path(folder).expanduser() / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(Path(folder).expanduser(), trust_remote_code=False)
+    return None
+
+
+def build_model(cfg: ModelConfig, tokenizer=None, meta: bool = False, trust_remote_code: bool = False,
+                empty: bool = False):
+    """Build a MultiEncoderVLM. ``meta=True`` allocates no weights (for counting paper-scale models);
+    ``empty=True`` puts the parameters on the meta device but keeps buffers real (encoder mean / std,
+    rotary frequencies): what a checkpoint's weights are then assigned to, with no random init."""
+    from accelerate import init_empty_weights
+
     from scopebench.models.vlm import MultiEncoderVLM
 
     if cfg.llm.trust_remote_code and not trust_remote_code:
         raise ScopebenchError(
-            f"model '{cfg.name}': llm.trust_remote_code is set, "
-            "and scopebench runs no code from model repositories; "
-            "use an LLM whose model type transformers ships, "
-            "or call build_model(..., trust_remote_code=True) from Python"
+            f"model '{cfg.name}': llm.trust_remote_code is set, and scopebench runs no code from model "
+            "repositories; use an LLM whose model type transformers ships, or call "
+            "build_model(..., trust_remote_code=True) from Python"
         )
     torch.manual_seed(cfg.seed)
-    if meta:
-        with torch.device("meta"):
-            return MultiEncoderVLM(cfg, build_llm(cfg.llm), tokenizer).eval()
-    return MultiEncoderVLM(cfg, build_llm(cfg.llm), tokenizer).eval()
+    place = torch.device("meta") if meta else init_empty_weights(include_buffers=False) if empty else None
+    with place or contextlib.nullcontext():
+        return MultiEncoderVLM(cfg, build_llm(cfg.llm), tokenizer).eval()

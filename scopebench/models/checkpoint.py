@@ -1,7 +1,8 @@
 """The scopebench checkpoint format: a folder with
 
     scopebench.json       the full ModelConfig (the LLM's transformers config inlined)
-    model.safetensors     every weight of the MultiEncoderVLM
+    model.safetensors     every weight of the MultiEncoderVLM, or Hugging Face shards
+                          (model-00001-of-0000N.safetensors + model.safetensors.index.json)
     tokenizer.json ...    the tokenizer files (transformers `save_pretrained`)
 
 Only safetensors are read; nothing is unpickled.
@@ -12,38 +13,45 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from scopebench.config import ModelConfig, config_from_dict
 from scopebench.errors import ScopebenchError
-from scopebench.tables import atomic_write_text
+from scopebench.models.weights import DTYPES, save_weights
+from scopebench.tables import TMP_SUFFIX, atomic_write_text
 
 CONFIG_FILE = "scopebench.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def is_checkpoint(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / CONFIG_FILE).exists()
 
 
-def save_checkpoint(model, folder: Path) -> Path:
-    """Write config, weights and tokenizer; the LLM config is inlined so the folder is self-contained."""
-    from safetensors.torch import save_model
+def save_checkpoint(model, folder: Path, max_shard_size: int | str = "5GB") -> Path:
+    """Write config, weights (one file, or shards above ``max_shard_size``) and tokenizer into a temp folder
+    beside ``folder``, then rename it into place: a checkpoint is never half-written. The LLM config is
+    inlined so the folder is self-contained."""
+    import shutil
+    import tempfile
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     data = model.cfg.to_dict()
     data["llm"]["config"] = model.llm.config.to_diff_dict() | {"model_type": model.llm.config.model_type}
     data["llm"]["pretrained"] = None
     for enc in [data["shared"], *data["routed"].values()]:
         enc["pretrained"] = None
     data.pop("variants", None)
-    tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    save_model(model, str(tmp), metadata={"format": "pt", "scopebench": "1"})
-    tmp.replace(folder / WEIGHTS_FILE)
-    if model.tokenizer is not None:
-        model.tokenizer.save_pretrained(folder)
-    atomic_write_text(folder / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=False))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=TMP_SUFFIX))
+    try:
+        save_weights(model, tmp, max_shard_size)
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(tmp)
+        atomic_write_text(tmp / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=False))
+        if folder.exists():  # replaced whole: no shard of an earlier save survives beside the new ones
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return folder
 
 
@@ -59,52 +67,26 @@ def read_config(folder: Path) -> ModelConfig:
     return config_from_dict(data, str(path), base=Path(folder))
 
 
-def load_checkpoint(folder: Path, device: str = "cpu", trust_remote_code: bool = False):
-    """Load a checkpoint folder into a MultiEncoderVLM (eval mode), checking every tensor."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def load_checkpoint(folder: Path, device: str = "cpu", dtype: str | None = None,
+                    trust_remote_code: bool = False):
+    """Load a checkpoint folder into a MultiEncoderVLM (eval mode), checking every tensor. The model is
+    built on the meta device and takes the stored tensors as they are (no random init, the stored
+    dtype kept); ``dtype`` converts it after loading."""
     from scopebench.models.build import build_model
+    from scopebench.models.weights import assign_weights, read_weights, weight_files
 
     folder = Path(folder)
     cfg = read_config(folder)
-    weights = folder / WEIGHTS_FILE
-    if not weights.exists():
-        raise ScopebenchError(f"{weights}: weights file missing; copy it into the checkpoint folder")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ScopebenchError(f"{weights}: corrupt safetensors file ({err}); "
-                              "re-download or re-save the checkpoint") from None
+    where = weight_files(folder)[0] if len(weight_files(folder)) == 1 else folder
+    state = read_weights(folder)
     tokenizer = _load_tokenizer(folder)
-    model = build_model(cfg, tokenizer=tokenizer, trust_remote_code=trust_remote_code)
+    model = build_model(cfg, tokenizer=tokenizer, trust_remote_code=trust_remote_code, empty=True)
     if tokenizer is not None:
         _check_vocab(tokenizer, model.llm.get_input_embeddings().num_embeddings, folder)
-    expected = model.state_dict()
-    unexpected = sorted(set(state) - set(expected))
-    if unexpected:
-        raise ScopebenchError(f"{weights}: unexpected tensor '{unexpected[0]}' "
-                              f"(not in the model built from {CONFIG_FILE}); "
-                              f"the config and weights do not match")
-    missing = sorted(k for k in set(expected) - set(state) if not _tied_to_loaded(model, k, state))
-    if missing:
-        raise ScopebenchError(f"{weights}: missing tensor '{missing[0]}' ({len(missing)} in all); "
-                              "the checkpoint is incomplete")
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise ScopebenchError(
-                f"{weights}: tensor '{k}' has shape {tuple(v.shape)} "
-                f"but the config gives {tuple(expected[k].shape)}"
-            )
-    model.load_state_dict(state, strict=False)
+    assign_weights(model, state, where)
+    if dtype is not None:
+        model = model.to(DTYPES[dtype])
     return model.to(device).eval()
-
-
-def _tied_to_loaded(model: torch.nn.Module, name: str, state: dict) -> bool:
-    """True when ``name`` shares storage with a tensor in ``state`` (tied weights are saved once)."""
-    tensors = model.state_dict()
-    ptr = tensors[name].data_ptr()
-    return any(k in state for k, t in tensors.items() if k != name and t.data_ptr() == ptr)
 
 
 def _load_tokenizer(folder: Path):

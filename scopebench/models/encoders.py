@@ -200,7 +200,9 @@ class OpenClipEncoder(VisionEncoder):
         pretrained = None
         if cfg.pretrained and cfg.pretrained != "hub":
             pretrained = str(_local_safetensors(cfg.pretrained, cfg.spec))
-        device = torch.empty(0).device  # honour an enclosing `with torch.device("meta")`
+        # honour an enclosing `with torch.device("meta")` or accelerate's `init_empty_weights` (open_clip
+        # moves the model to `device` after building it)
+        device = nn.Linear(1, 1, bias=False).weight.device
         base = open_clip.get_model_config(cfg.name) or {}
         overrides = {  # nested towers are merged key by key, e.g. {vision_cfg: {layers: 2}}
             k: {**base.get(k, {}), **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v

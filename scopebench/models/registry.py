@@ -152,22 +152,52 @@ def check_device(device: str) -> None:
                                   "use --device cpu")
 
 
-def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | None = None):
-    """Instantiate a reference: checkpoints with their weights, presets with random (or meta) weights."""
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def run_dtype(dtype: str, device: str, folder: Path | None) -> str:
+    """The dtype a model runs in: ``auto`` is the checkpoint's stored dtype on CUDA and float32 on the CPU
+    (and for a preset); a dtype the device cannot run is refused."""
+    import torch
+
+    from scopebench.models.weights import stored_dtype
+
+    if dtype not in DTYPE_CHOICES:
+        raise ScopebenchError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got '{dtype}'")
+    cuda = device.split(":")[0] == "cuda"
+    if dtype == "auto":
+        stored = stored_dtype(folder) if cuda and folder is not None else torch.float32
+        dtype = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(stored, "float32")
+    if dtype == "bfloat16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ScopebenchError("--dtype bfloat16: this GPU does not support bfloat16; use float16 or float32")
+    return dtype
+
+
+def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | None = None,
+               dtype: str | None = None, device_map: str | None = None, max_memory: dict | None = None,
+               offload_dir: Path | None = None):
+    """Instantiate a reference: checkpoints with their weights (in ``dtype``; over several devices with
+    ``device_map="auto"``), presets with random (or meta) weights."""
     from scopebench.models.build import build_model
     from scopebench.models.checkpoint import load_checkpoint
 
     model_ref = resolve(ref)
     kind, cfg, folder = model_ref.kind, model_ref.config, model_ref.folder
     policy = policy or model_ref.inference_policy
+    if device_map not in (None, "auto"):
+        raise ScopebenchError(f"--device-map must be 'auto', got '{device_map}'")
     if folder is not None and not meta:
         try:
-            model = load_checkpoint(folder, device=device)
+            model = load_checkpoint(folder, device="cpu" if device_map else device, dtype=dtype)
         except ScopebenchError as err:
             if kind != "demo":
                 raise
             raise ScopebenchError(
                 f"{err} (shipped demo model: regenerate it with `scopebench demo train`)") from None
+        if device_map:
+            from scopebench.models.placement import place
+
+            model = place(model, max_memory, device, offload_dir)
     else:
         model = build_model(cfg, meta=meta)
         if not meta:

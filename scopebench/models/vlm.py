@@ -321,7 +321,9 @@ class MultiEncoderVLM(TextMixin, nn.Module):
         full_mask = torch.cat([mask.new_ones(mask.shape[0], nv), mask], dim=1)
         out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False,
                        logits_to_keep=text.shape[1] + 1, output_hidden_states=hidden)
-        return out.logits[:, :-1], (out.hidden_states[-1][:, nv - 1 : -1] if hidden else None)
+        # over several devices (a device map) the LLM's output comes from its last one
+        logits = out.logits[:, :-1].to(text.device)
+        return logits, (out.hidden_states[-1][:, nv - 1 : -1].to(text.device) if hidden else None)
 
 
 def _masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

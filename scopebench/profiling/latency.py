@@ -21,6 +21,7 @@ import torch
 from scopebench.errors import ScopebenchError
 from scopebench.models.generation import cache_arg
 from scopebench.models.registry import check_device
+from scopebench.models.weights import DTYPES
 from scopebench.profiling.components import (
     DECODE,
     DECODE_PER_TOKEN,
@@ -34,7 +35,6 @@ from scopebench.profiling.components import (
 from scopebench.profiling.counters import TORCH
 from scopebench.profiling.flops import Tally
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NOISY = 0.10  # warn when IQR / median exceeds this
 # Dense (no sparsity) peak TFLOP/s from NVIDIA datasheets; float32 = non-tensor-core FP32.
 # Matched in order against torch.cuda.get_device_name(), case-insensitively.
