@@ -213,3 +213,18 @@ def test_a_cpu_model_split_across_cpu_and_disk_answers_the_same(make_model, tmp_
     assert "disk" in set(split.hf_device_map.values())
     assert torch.allclose(split(images, ids, mask).logits, want, atol=1e-5)
     assert split.generate(images, CORPUS[:1] * 3).texts == answers
+
+
+def test_eval_in_bfloat16_on_the_cpu(tmp_path):
+    run = tmp_path / "run"
+    args = ["eval", "demo-scope", "--tasks", "c16mini_gqa", "--limit", "4", "--output", str(run)]
+    result = CliRunner().invoke(app, [*args, "--dtype", "bfloat16"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["models"]["demo-scope"]["dtype"] == "bfloat16"
+    done = json.loads((run / "parts/demo-scope/c16mini_gqa/done").read_text())
+    assert done["settings"]["dtype"] == "bfloat16" and done["n"] == 4
+    again = CliRunner().invoke(app, args)  # auto: float32 on the CPU, another fingerprint
+    assert again.exit_code == 2 and "it ran in bfloat16, this run in float32" in again.output
+    bad = CliRunner().invoke(app, [*args, "--dtype", "int8"])
+    assert bad.exit_code == 2 and "--dtype must be one of auto, float32, bfloat16, float16" in bad.output

@@ -253,8 +253,7 @@ class ScopeLMM(lmms):
                 results[i] = self.done[keys[i]]["answer"]
             if todo:
                 batch = [reqs[i] for i in todo]
-                images = images_to_tensor([self._visual(r) for r in batch], self.canvas).to(
-                    self._device, next(self.model.parameters()).dtype)
+                images = images_to_tensor([self._visual(r) for r in batch], self.canvas).to(self._device)
                 begin = time.perf_counter()
                 answers, routes, probs, eranks = compute(images, batch)
                 self.model_seconds += time.perf_counter() - begin

@@ -78,7 +78,8 @@ def _resolve_all(refs: list[str]):
     return found
 
 
-def check_run_dir(run: RunDir, suite: Suite, fingerprints: dict[str, str], overwrite: bool = False) -> None:
+def check_run_dir(run: RunDir, suite: Suite, fingerprints: dict[str, str], dtypes: dict[str, str],
+                  overwrite: bool = False) -> None:
     """Refuse an output folder holding another suite, or another model under one of these names (unless
     ``overwrite``: its parts are then re-run)."""
     from scopebench.evaluation.adapter import FINGERPRINT
@@ -91,8 +92,12 @@ def check_run_dir(run: RunDir, suite: Suite, fingerprints: dict[str, str], overw
     for name, fp in fingerprints.items():
         old = manifest.get("models", {}).get(name, {}).get("fingerprint")
         if old and old != fp and not overwrite:
-            why = ("it was fingerprinted by an older scopebench, which hashed only part of the weights"
-                   if not str(old).startswith(f"{FINGERPRINT}|") else "its config or weights differ")
+            ran = manifest["models"][name].get("dtype")
+            why = "its config or weights differ"
+            if not str(old).startswith(f"{FINGERPRINT}|"):
+                why = "it was fingerprinted by an older scopebench, which hashed only part of the weights"
+            elif ran and ran != dtypes[name]:
+                why = f"it ran in {ran}, this run in {dtypes[name]}"
             raise ScopebenchError(
                 f"{run} holds results of another model named '{name}' ({why}: {old} != {fp}); "
                 f"pass --overwrite to replace them, or choose another --output"
@@ -142,7 +147,7 @@ def run_eval(
     dtypes = {r: run_dtype(dtype, device, m.folder) for r, m in refs.items()}
     fingerprints = {m.name: model_fingerprint(r, dtype=dtypes[r]) for r, m in refs.items()}
     run = RunDir(output or Path("runs") / suite_obj.name)
-    check_run_dir(run, suite_obj, fingerprints, overwrite)
+    check_run_dir(run, suite_obj, fingerprints, {m.name: dtypes[r] for r, m in refs.items()}, overwrite)
     task_of = {b.name: (b.judge_task if judge and b.judge_task else b.task) for b in benches}
     rank = int(os.environ.get("RANK", 0))
     quiet_logs()

@@ -45,13 +45,16 @@ class VisionEncoder(nn.Module):
         self._shape: tuple[int, int] | None = None
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images of any size -> normalised (B, 3, S, S) at this encoder's resolution."""
+        """[0, 1] images of any size -> normalised (B, 3, S, S) at this encoder's resolution, resampled in
+        float32 (CPU kernels have no bf16 antialiased resize) and given in the encoder's own dtype."""
+        dtype = next(self.parameters()).dtype
+        images = images.float()
         if images.shape[-2:] != (self.image_size, self.image_size):
             images = F.interpolate(
                 images, size=(self.image_size, self.image_size), mode=self.interpolation,
                 align_corners=False, antialias=images.device.type != "meta",
             )
-        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        return ((images - self.mean.float()) / self.std.float()).to(dtype)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
