@@ -417,3 +417,27 @@ def test_cli_models_lists_presets():
     assert set(cfg["routed"]) == {"siglip", "dinov2"} and cfg["policy"] == "fixed:siglip,dinov2"
     forced = json.loads(CliRunner().invoke(app, ["models", "demo-scope@fixed:hires", "--json"]).output)
     assert forced["inference_policy"] == "fixed:hires" and forced["config"]["policy"] == "router"
+
+
+def test_models_lists_the_rest_beside_a_broken_checkpoint(make_model, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from scopebench.cli import app
+
+    save_checkpoint(make_model("router"), tmp_path / "good")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "scopebench.json").write_text("{not json")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "good" in result.output and "demo-scope" in result.output
+    text = " ".join(result.output.split())
+    assert f"broken {tmp_path / 'bad'}:" in text and "not valid JSON" in text
+
+
+def test_an_unknown_preset_variant_lists_the_variants():
+    from scopebench.models.registry import resolve
+
+    with pytest.raises(ScopebenchError, match=r"unknown variant \(did you mean 'baseline-4'\?\); variants: "
+                                              r"baseline-0, baseline-1, .*any policy string is accepted"):
+        resolve("scope-paper@baseline-9")

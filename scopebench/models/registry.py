@@ -48,7 +48,15 @@ def with_policy(cfg: ModelConfig, variant: str) -> ModelConfig:
     """A preset variant (named in ``variants`` or a policy string), with the routed pool pruned to what it
     uses."""
     policy_text = cfg.variants.get(variant, variant)
-    policy = Policy.parse(policy_text, cfg.routed_names, where=f"model '{cfg.name}@{variant}'")
+    try:
+        policy = Policy.parse(policy_text, cfg.routed_names, where=f"model '{cfg.name}@{variant}'")
+    except ScopebenchError as err:
+        if variant in cfg.variants or not cfg.variants or ":" in variant or "/" in variant:
+            raise
+        raise ScopebenchError(
+            f"model '{cfg.name}@{variant}': unknown variant{suggest(variant, list(cfg.variants))}; variants: "
+            f"{', '.join(cfg.variants)} (any policy string is accepted too, e.g. "
+            f"{cfg.name}@fixed:{cfg.routed_names[0]})") from err
     keep = policy.encoders_used(cfg.routed_names)
     return dataclasses.replace(
         cfg, name=f"{cfg.name}@{variant}", policy=str(policy),
@@ -236,12 +244,18 @@ def show_models(name: str | None, json_out: bool = False) -> None:
         rows.append(("preset", ref, cfg, ", ".join(f"@{v}" for v in cfg.variants), str(path)))
     for ref, path in demo_models().items():
         rows.append(("demo", ref, read_config(path), "", str(path)))
+    broken = {}  # a folder under the working directory that cannot be read is listed with its reason
     for path in sorted(Path.cwd().glob("*/scopebench.json")) + sorted(Path.cwd().glob("*/*/scopebench.json")):
-        rows.append(("checkpoint", str(path.parent), read_config(path.parent), "", str(path.parent)))
+        try:
+            rows.append(("checkpoint", str(path.parent), read_config(path.parent), "", str(path.parent)))
+        except ScopebenchError as err:
+            broken[str(path.parent)] = str(err)
     if json_out:
         print(json.dumps([{"kind": k, "ref": r, "policy": c.policy, "shared": c.shared.spec,
                            "routed": {n: e.spec for n, e in c.routed.items()}, "llm": c.llm.spec,
-                           "variants": list(c.variants), "path": p} for k, r, c, _, p in rows], indent=2))
+                           "variants": list(c.variants), "path": p} for k, r, c, _, p in rows]
+                         + [{"kind": "broken", "ref": r, "error": e, "path": r} for r, e in broken.items()],
+                         indent=2))
         return
     table = Table(title="scopebench models")
     for col in ("kind", "name", "policy", "shared encoder", "routed encoders", "LLM", "variants"):
@@ -250,3 +264,5 @@ def show_models(name: str | None, json_out: bool = False) -> None:
         table.add_row(kind, ref, cfg.policy, cfg.shared.spec, ", ".join(cfg.routed) or "-", cfg.llm.spec,
                       variants)
     console.print(table)
+    for ref, err in broken.items():
+        console.print(f"[red]broken[/] {ref}: {err}", highlight=False)
