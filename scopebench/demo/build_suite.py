@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import io
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from scopebench.demo.suite_data import CHECKSUMS, mini_task_include_path, sha256
 from scopebench.errors import ScopebenchError
+from scopebench.tables import atomic_write_bytes
 
 
 def _png_images(value):
@@ -37,16 +37,9 @@ def write_task_data(task: str, path: Path) -> None:
     rows = [{key: _png_images(val) for key, val in doc.items()} for doc in suite_docs(task)]
     table = datasets.Dataset.from_list(rows, features=spec.features).data.table
     table = table.replace_schema_metadata(spec.features.arrow_schema.metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd", compression_level=9, row_group_size=len(rows))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", compression_level=9, row_group_size=len(rows))
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def shipped_checksums() -> dict[str, str]:
