@@ -228,3 +228,19 @@ def test_eval_in_bfloat16_on_the_cpu(tmp_path):
     assert again.exit_code == 2 and "it ran in bfloat16, this run in float32" in again.output
     bad = CliRunner().invoke(app, [*args, "--dtype", "int8"])
     assert bad.exit_code == 2 and "--dtype must be one of auto, float32, bfloat16, float16" in bad.output
+
+
+def test_lean_loading_of_an_encoder_with_real_buffers(tokenizer, tmp_path):
+    """DINOv3 keeps rotary buffers outside its weights: the meta build measures its output shape with them."""
+    from scopebench.config import config_from_dict
+    from scopebench.models.build import build_model
+
+    data = tiny_config_dict("router", vocab=len(tokenizer))
+    data["routed"] = {"dino": {"spec": "hf:tiny-dinov3", "image_size": 32, "config": {
+        "model_type": "dinov3_vit", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "patch_size": 8, "num_register_tokens": 2, "image_size": 32}},
+        "conv": data["routed"]["conv"]}
+    model = build_model(config_from_dict(data, "tiny"), tokenizer=tokenizer)
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "ckpt"))
+    images, ids, mask = _inputs(model)
+    assert torch.equal(model(images, ids, mask).logits, loaded(images, ids, mask).logits)

@@ -65,16 +65,14 @@ class VisionEncoder(nn.Module):
     def output_shape(self) -> tuple[int, int]:
         """(tokens, channels) of the output, found by a shape-only forward (no compute)."""
         if self._shape is None:
-            from torch._subclasses.fake_tensor import FakeTensorMode
+            from torch.func import functional_call
 
-            param = next(self.parameters())
+            # every weight and buffer as a meta tensor (also what an empty build leaves real)
+            meta = {name: t.to("meta") for name, t in [*self.named_parameters(), *self.named_buffers()]}
+            pixels = torch.empty(1, 3, self.image_size, self.image_size, device="meta",
+                                 dtype=next(self.parameters()).dtype)
             try:
-                if param.device.type == "meta":
-                    out = self.features(torch.empty(1, 3, self.image_size, self.image_size, device="meta"))
-                else:
-                    with FakeTensorMode(allow_non_fake_inputs=True):
-                        out = self.features(torch.empty(1, 3, self.image_size, self.image_size,
-                                                        dtype=param.dtype))
+                out = functional_call(self, meta, (pixels,), strict=False)
             except RuntimeError as err:  # e.g. an image smaller than a patch or a conv kernel
                 first = (str(err).strip().splitlines() or [""])[0][:200]
                 raise ScopebenchError(f"encoder '{self.cfg.spec}' cannot run at image_size {self.image_size} "
