@@ -74,7 +74,7 @@ class RunDir:
     # ----- tables ---------------------------------------------------------------------------------
     def file(self, name: str) -> Path | None:
         """The file holding table ``name`` (Parquet preferred, then CSV), or None."""
-        if name in self.files or self.files:
+        if self.files:  # a table file on its own: no other tables
             return self.files.get(name)
         for suffix in (".parquet", ".csv"):
             p = self.path / f"{name}{suffix}"
