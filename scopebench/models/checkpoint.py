@@ -77,8 +77,9 @@ def load_checkpoint(folder: Path, device: str = "cpu", dtype: str | None = None,
 
     folder = Path(folder)
     cfg = read_config(folder)
-    where = weight_files(folder)[0] if len(weight_files(folder)) == 1 else folder
-    state = read_weights(folder)
+    files = weight_files(folder)
+    where = files[0] if len(files) == 1 else folder  # errors name the one weights file, or the folder
+    state = read_weights(where)
     tokenizer = _load_tokenizer(folder)
     model = build_model(cfg, tokenizer=tokenizer, trust_remote_code=trust_remote_code, empty=True)
     if tokenizer is not None:
