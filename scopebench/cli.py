@@ -143,7 +143,7 @@ def assemble(
     weights: Annotated[list[Path] | None, typer.Option(
         "--weights", help="Trained tensors (safetensors) from another codebase; repeatable.")] = None,
     key_map: Annotated[Path | None, typer.Option(
-        help="YAML list of [regex, replacement] rules renaming --weights tensors ('' drops one).")] = None,
+        help="YAML list of (regex, replacement) rules renaming --weights tensors ('' drops one).")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     max_shard_size: Annotated[str, typer.Option(help="Shard the weights above this size (e.g. 5GB).")
                               ] = "5GB",
