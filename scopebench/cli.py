@@ -240,18 +240,32 @@ def check(
     run_dir: Annotated[Path, typer.Argument(help="Run directory to check (written by `scopebench eval`).")],
     baseline: Annotated[Path, typer.Option(
         help="Baseline run directory, or its scores.parquet / scores.csv.")],
-    tolerance: Annotated[float, typer.Option(
-        help="Allowed score drop per benchmark, in points (0-100).")] = 1.0,
-    route_tolerance: Annotated[float, typer.Option(
-        help="Allowed share of re-routed samples per benchmark, in %.")] = 5.0,
-    cost_tolerance: Annotated[float, typer.Option(
-        help="Allowed FLOPs growth per path and benchmark, in %.")] = 1.0,
+    tolerance: Annotated[float | None, typer.Option(
+        help="Allowed score drop per benchmark, in points (0-100) [default: 1].", show_default=False)] = None,
+    route_tolerance: Annotated[float | None, typer.Option(
+        help="Allowed share of re-routed samples per benchmark, in % [default: 5].",
+        show_default=False)] = None,
+    cost_tolerance: Annotated[float | None, typer.Option(
+        help="Allowed FLOPs growth per path and benchmark, in % [default: 1].", show_default=False)] = None,
+    tolerances: Annotated[Path | None, typer.Option(
+        help="YAML file of tolerances per benchmark, per category and default (the flags replace its "
+             "default).", show_default=False)] = None,
+    alpha: Annotated[float, typer.Option(
+        help="Significance level of the paired per-sample test a score drop must also pass (Holm across "
+             "a model's benchmarks).")] = 0.05,
+    junit: Annotated[Path | None, typer.Option(
+        help="Write a JUnit XML file: one test case per model, benchmark and check.",
+        show_default=False)] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).",
+        show_default=False)] = None,
     json_out: Json = False,
 ) -> None:
     """Regression check against a baseline run: exit 0 passed, 1 regressed or missing, 2 bad input."""
     from scopebench.check import run_check
 
-    if not run_check(run_dir, baseline, tolerance, route_tolerance, cost_tolerance, json_out=json_out):
+    if not run_check(run_dir, baseline, tolerance, route_tolerance, cost_tolerance, json_out=json_out,
+                     alpha=alpha, tolerances=tolerances, junit=junit, markdown=markdown):
         raise typer.Exit(1)
 
 

@@ -19,8 +19,9 @@ import pandas as pd
 from scopebench.errors import ScopebenchError
 
 # score: 0-100 (Cambrian-1 convention); raw_score: lmms-eval's value of `metric`.
+# docs: a hash of the documents scored (``parts.docs_digest``); empty in runs of an earlier scopebench.
 SCORES_COLUMNS = ["model", "suite", "benchmark", "task", "category", "metric", "score", "raw_score", "n",
-                  "stderr"]
+                  "stderr", "docs"]
 # route: the encoder path the sample took, e.g. "shared+dinov2" ("shared" for Baseline-0);
 # encoder: the routed encoder the router chose ("" when no router); sample_score: the
 # per-sample value of the main metric on 0-100 where lmms-eval defines one, else NaN;
@@ -147,7 +148,7 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
         raise ScopebenchError(
             f"{path}: cannot read the {name} table ({err.__class__.__name__}); re-create it with scopebench"
         ) from None
-    required = [c for c in TABLES[name] if c not in ("stderr", "sample_score", "counter")]
+    required = [c for c in TABLES[name] if c not in ("stderr", "sample_score", "counter", "docs")]
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ScopebenchError(f"{path}: the {name} table lacks column '{missing[0]}'; "

@@ -162,7 +162,7 @@ def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite
         stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
     score = {"model": model, "suite": suite.name, "benchmark": bench.name, "task": task,
              "category": bench.category, "metric": bench.metric, "score": bench.to_percent(raw),
-             "raw_score": raw, "n": n, "stderr": stderr}
+             "raw_score": raw, "n": n, "stderr": stderr, "docs": docs_digest(samples)}
     return score, rows
 
 
