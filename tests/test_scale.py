@@ -20,7 +20,7 @@ from tests.conftest import CORPUS, tiny_config_dict
 def _inputs(model, n: int = 3):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 3, 40, 40, generator=g)
-    ids, mask = model.encode_texts([model.format_prompt(p) for p in CORPUS[:1] * n])
+    ids, mask, _ = model.encode_prompts(CORPUS[:1] * n)
     return images, ids, mask
 
 
@@ -65,6 +65,29 @@ def test_a_bf16_checkpoint_loads_as_bf16_without_random_init(make_model, tmp_pat
     assert _same_state(model, loaded)
     assert loaded.shared.mean.dtype == torch.float32 and loaded.shared.mean.device.type == "cpu"
     assert load_checkpoint(folder, dtype="float32").llm.lm_head.weight.dtype == torch.float32
+
+
+def test_an_empty_build_skips_writes_to_meta_tensors_only():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from scopebench.models.build import SkipMetaInit
+
+    class Ops(TorchDispatchMode):  # records every aten op that reaches a kernel
+        ran: list = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ran.append(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    meta = torch.empty(3, 4, device="meta")
+    with Ops(), SkipMetaInit():
+        torch.nn.init.trunc_normal_(meta)
+        meta.uniform_().clamp_(0, 1)
+        assert meta.t_().shape == (4, 3)  # shape-changing ops still run
+        real = torch.zeros(2)
+        real.fill_(1.5).mul_(2)
+    assert real.tolist() == [3.0, 3.0]  # real tensors are written as usual
+    assert Ops.ran == ["t_", "zeros", "fill_", "mul_"], Ops.ran
 
 
 def test_a_missing_shard_or_a_tensor_in_two_shards_is_named(make_model, tmp_path):
