@@ -9,7 +9,9 @@ disk, and the load time. Each load runs ``--repeats`` times; the medians are pri
     python benchmarks/bench_load.py [--repeats 3] [--keep DIR]
 
 Targets (issue #22): peak RSS / weights <= 0.6 after loading and <= 1.2 after touching every weight,
-load time <= 1.5x transformers'.
+load time <= 1.5x transformers'. At 1 B the imports (torch, transformers, timm, open_clip: ~0.9 GB, half
+the weights) weigh on every ratio; the script also prints each load's own memory (peak minus the imports)
+and the ratio that gives at 10 B (20 GB), with the arithmetic.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+BIG_GB = 20.0  # a 10 B-parameter bf16 checkpoint
 
 CONFIG = {
     "name": "bench-1b",
@@ -123,6 +127,16 @@ def main() -> None:
     ratio = med["scopebench"]["load_s"] / med["transformers"]["load_s"]
     print(f"load time ratio scopebench / transformers: {ratio:.2f}; 'imports': the process after importing "
           f"what it needs, before loading (medians of {args.repeats} fresh processes each)")
+    print(f"without the imports, which do not grow with the model; and extrapolated to a {BIG_GB:.0f} GB "
+          f"(10 B bf16) checkpoint as (imports + own x {BIG_GB:.0f} GB) / {BIG_GB:.0f} GB:")
+    for w, m in med.items():
+        base = m["rss_imported"]
+        own = {k: (m[k] - base) / sizes[w] for k in ("rss_loaded", "rss_touched")}
+        gb, n = base / 1e9, f"{BIG_GB:.0f}"
+        at_scale = [f"{k} ({gb:.2f} + {v:.2f} x {n}) / {n} = {(gb + v * BIG_GB) / BIG_GB:.2f}"
+                    for k, v in (("after load", own["rss_loaded"]), ("touched", own["rss_touched"]))]
+        print(f"  {w:<12} own: after load {own['rss_loaded']:.2f}, touched {own['rss_touched']:.2f}; "
+              f"at {n} GB: {', '.join(at_scale)}")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 
