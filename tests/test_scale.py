@@ -166,6 +166,33 @@ def test_assemble_reproduces_the_model_it_was_trained_as(make_model, tmp_path):
     assert model.generate(images, CORPUS[:1] * 3).texts == loaded.generate(images, CORPUS[:1] * 3).texts
 
 
+def test_assemble_takes_an_encoder_from_its_local_pretrained_weights(make_model, tmp_path):
+    model = make_model("router")
+    with torch.no_grad():  # trained away from the seeded init: a random init cannot match it
+        for p in model.routed["conv"].parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    llm, weights, key_map = _foreign_checkpoint(model, tmp_path)
+    save_file({k: v.contiguous() for k, v in model.routed["conv"].model.state_dict().items()},
+              str(tmp_path / "convnext.safetensors"))  # the encoder as timm saves it
+    from safetensors.torch import load_file
+
+    without = tmp_path / "without-conv.safetensors"
+    save_file({k: v for k, v in load_file(str(weights)).items() if not k.startswith("towers.routed.conv.")},
+              str(without))
+    data = yaml.safe_load(_config_file(tmp_path, llm).read_text())
+    data["routed"]["conv"]["pretrained"] = "./convnext.safetensors"
+    config = tmp_path / "with-pretrained.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "ckpt"
+    result = _assemble(str(config), "-o", str(out), "--weights", str(without), "--key-map", str(key_map))
+    assert result.exit_code == 0, result.output
+    loaded = load_checkpoint(out)
+    images, ids, mask = _inputs(model)
+    want, got = model(images, ids, mask), loaded(images, ids, mask)
+    assert got.routes == want.routes and torch.equal(got.logits, want.logits)
+    assert torch.equal(loaded.routed["conv"].model.stem[0].weight, model.routed["conv"].model.stem[0].weight)
+
+
 def test_assemble_refuses_what_nothing_supplies(make_model, tmp_path):
     model = make_model("router")
     llm, weights, key_map = _foreign_checkpoint(model, tmp_path)
