@@ -99,9 +99,12 @@ class VisionEncoder(nn.Module):
         }
 
 
-def _to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """NCHW feature maps -> (B, HW, C); (B, N, C) passes through."""
-    return x.flatten(2).transpose(1, 2) if x.ndim == 4 else x
+def _to_tokens(x: torch.Tensor, fmt: str = "NCHW") -> torch.Tensor:
+    """Feature maps -> (B, HW, C): NCHW, or NHWC (channels last: Swin, MambaOut ...); (B, N, C) passes
+    through."""
+    if x.ndim != 4:
+        return x
+    return x.flatten(1, 2) if fmt == "NHWC" else x.flatten(2).transpose(1, 2)
 
 
 def _check_layer(cfg: EncoderConfig) -> None:
@@ -158,22 +161,29 @@ class TimmEncoder(VisionEncoder):
         super().__init__(cfg, size, pcfg.get("mean", IMAGENET_MEAN), pcfg.get("std", IMAGENET_STD),
                          pcfg.get("interpolation", "bicubic"))
         self.model = model
-        self.prefix = int(getattr(model, "num_prefix_tokens", 0))
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.cfg.feature_layer == "last":
-            x = _to_tokens(self.model.forward_features(pixels))
-            return x[:, self.prefix:] if (self.cfg.drop_cls and x.ndim == 3) else x
-        keep_prefix = self.prefix > 0 and not self.cfg.drop_cls
-        out = self.model.forward_intermediates(
-            pixels, indices=2, intermediates_only=True,
-            output_fmt="NLC" if self.prefix or _is_vit(self.model) else "NCHW",
-            **({"return_prefix_tokens": True} if keep_prefix else {}),
-        )[0]
-        if keep_prefix:
-            spatial, prefix = out
-            return torch.cat([prefix, _to_tokens(spatial)], dim=1)
-        return _to_tokens(out)
+        return timm_tokens(self.model, pixels, self.cfg)
+
+
+def timm_tokens(model: nn.Module, pixels: torch.Tensor, cfg: EncoderConfig) -> torch.Tensor:
+    """A timm model's tokens (B, N, C) at ``cfg.feature_layer``: ``forward_features`` (last) or the
+    second-to-last ``forward_intermediates`` output (penultimate), prefix tokens (class, distillation,
+    registers) dropped when ``cfg.drop_cls``; channels-last maps (``model.output_fmt`` NHWC) read as such."""
+    prefix = int(getattr(model, "num_prefix_tokens", 0))
+    if cfg.feature_layer == "last":
+        x = _to_tokens(model.forward_features(pixels), str(getattr(model, "output_fmt", "NCHW")))
+        return x[:, prefix:] if (cfg.drop_cls and x.ndim == 3) else x
+    keep_prefix = prefix > 0 and not cfg.drop_cls
+    out = model.forward_intermediates(
+        pixels, indices=2, intermediates_only=True,
+        output_fmt="NLC" if prefix or _is_vit(model) else "NCHW",
+        **({"return_prefix_tokens": True} if keep_prefix else {}),
+    )[0]
+    if keep_prefix:
+        spatial, prefix_tokens = out
+        return torch.cat([prefix_tokens, _to_tokens(spatial)], dim=1)
+    return _to_tokens(out)
 
 
 def _is_vit(model: nn.Module) -> bool:
@@ -212,6 +222,8 @@ class OpenClipEncoder(VisionEncoder):
         for tower, flag in (("vision_cfg", "timm_model_pretrained"), ("text_cfg", "hf_model_pretrained")):
             if isinstance(overrides.get(tower), dict):  # a replaced tower must not fetch its base weights
                 overrides[tower] = {**overrides[tower], flag: False}
+        if cfg.image_size and isinstance(overrides.get("vision_cfg"), dict):  # it replaces force_image_size's
+            overrides["vision_cfg"]["image_size"] = cfg.image_size
         quiet = _DropRandomInitWarning()
         logging.getLogger().addFilter(quiet)
         try:
@@ -230,15 +242,17 @@ class OpenClipEncoder(VisionEncoder):
                          pre.get("interpolation", "bicubic"))
         self.visual = visual
         self.is_trunk = hasattr(visual, "trunk")
+        self.is_resnet = type(visual).__name__ == "ModifiedResNet"
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.is_trunk:  # TimmModel (ConvNeXt etc.)
-            trunk = self.visual.trunk
-            if self.cfg.feature_layer == "last":
-                return _to_tokens(trunk.forward_features(pixels))
-            return _to_tokens(trunk.forward_intermediates(pixels, indices=2, intermediates_only=True)[0])
+        if self.is_trunk:  # TimmModel (ConvNeXt, EVA02, SigLIP ...): the timm trunk without its pool and head
+            return timm_tokens(self.visual.trunk, pixels, self.cfg)
+        index = 1 if self.cfg.feature_layer == "last" else 2
+        if self.is_resnet:  # ModifiedResNet: the last (or second-to-last) stage's map, before attnpool
+            out = self.visual.forward_intermediates(pixels, indices=index, intermediates_only=True)
+            return _to_tokens(out["image_intermediates"][0])
         out = self.visual.forward_intermediates(
-            pixels, indices=1 if self.cfg.feature_layer == "last" else 2, intermediates_only=True,
+            pixels, indices=index, intermediates_only=True,
             output_fmt="NLC", output_extra_tokens=not self.cfg.drop_cls,
         )
         x = out["image_intermediates"][0]
@@ -280,6 +294,9 @@ class QwenVisionEncoder(VisionEncoder):
         if size % unit:
             raise ScopebenchError(f"encoder '{cfg.spec}': image_size {size} must be a multiple of {unit} "
                                   "(patch x merge)")
+        if cfg.feature_layer != "last":
+            raise ScopebenchError(f"encoder '{cfg.spec}': the Qwen2.5-VL merger reads the last block only; "
+                                  "use feature_layer: last")
         super().__init__(cfg, size, CLIP_MEAN, CLIP_STD)
         self.model = model
         self.patch, self.merge, self.temporal = (hf_config.patch_size, hf_config.spatial_merge_size,
