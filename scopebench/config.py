@@ -38,6 +38,10 @@ ROUTER_KINDS = ("router", "router_topk")
 SAMPLE_KINDS = (*ROUTER_KINDS, "random")  # a route chosen per sample
 ROUTING_KINDS = (*SAMPLE_KINDS, "token_moe")  # not one route for every sample
 SOURCES = ("timm", "open_clip", "hf")  # encoder libraries: SOURCE:NAME specs
+# how an encoder gets its pixels (EncoderConfig.aspect): the model's shared square canvas resampled (what the
+# demo checkpoints were trained with), or its own library's transform on the original image, squashed to its
+# square, padded to a square of the mean colour (LLaVA, Cambrian-1) or shortest side + centre crop (CLIP)
+ASPECTS = ("canvas", "squash", "pad", "crop")
 
 Route = tuple[str, ...]  # routed encoders a sample uses, in config order; () = shared only
 
@@ -189,6 +193,7 @@ class EncoderConfig:
     pretrained: str | None = None  # local safetensors file / folder, or "hub"
     overrides: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
+    aspect: str = "canvas"  # one of ASPECTS
 
     @property
     def source(self) -> str:
@@ -349,6 +354,9 @@ def config_from_dict(data: dict[str, Any], where: str, base: Path | None = None)
         if enc.source in SOURCES:
             check_overrides(enc.source, enc.overrides, f"{where}: {name}.overrides")
         check_transformers_config(enc.config, f"{where}: {name}.config")
+        if enc.aspect not in ASPECTS:
+            raise ScopebenchError(f"{where}: {name}.aspect must be one of {', '.join(ASPECTS)}, "
+                                  f"got {enc.aspect!r}")
     if base is not None:
         _resolve_paths(cfg, Path(base), where)
     return cfg

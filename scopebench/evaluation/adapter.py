@@ -124,16 +124,23 @@ def _well_formed(rec) -> bool:
 
 
 def images_to_tensor(visuals: list, size: int) -> torch.Tensor:
-    """PIL images (first visual of each request; None -> black) -> (B, 3, size, size) in [0, 1]."""
-    from PIL import Image
-    from torchvision.transforms.functional import pil_to_tensor
+    """PIL images (None -> black) -> the shared square canvas (B, 3, size, size) in [0, 1]."""
+    from scopebench.models.encoders import ImageBatch
 
-    out = []
-    for v in visuals:
-        img = v if isinstance(v, Image.Image) else Image.new("RGB", (size, size))
-        img = img.convert("RGB").resize((size, size), Image.BICUBIC)
-        out.append(pil_to_tensor(img).float() / 255.0)
-    return torch.stack(out)
+    return ImageBatch(visuals, size).canvas()
+
+
+def request_images(visuals: list, canvas: int, device="cpu"):
+    """Each request's images (a PIL image, None, or a list of them; none -> one black image) as the model
+    takes them: one ``ImageBatch`` when every request has one image, else one per request. Each encoder
+    prepares its pixels from the originals; ``canvas``: the side of the shared square canvas."""
+    from scopebench.models.encoders import ImageBatch
+
+    per_request = [v if isinstance(v, list | tuple) else [v] for v in visuals]
+    per_request = [list(v) or [None] for v in per_request]
+    if all(len(v) == 1 for v in per_request):
+        return ImageBatch([v[0] for v in per_request], canvas, device)
+    return [ImageBatch(v, canvas, device) for v in per_request]
 
 
 class ScopeLMM(lmms):
@@ -253,7 +260,7 @@ class ScopeLMM(lmms):
                 results[i] = self.done[keys[i]]["answer"]
             if todo:
                 batch = [reqs[i] for i in todo]
-                images = images_to_tensor([self._visual(r) for r in batch], self.canvas).to(self._device)
+                images = request_images([self._visual(r) for r in batch], self.canvas, self._device)
                 begin = time.perf_counter()
                 answers, routes, probs, eranks = compute(images, batch)
                 self.model_seconds += time.perf_counter() - begin

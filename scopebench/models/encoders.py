@@ -1,9 +1,11 @@
 """Vision encoder adapters: timm, open_clip and transformers models behind one interface.
 
-Every adapter is an ``nn.Module`` that takes a batch of images as a float tensor in [0, 1]
-(any resolution) and returns pre-projector token features ``(B, N, C)``. It resizes and
-normalises the images itself, so one image tensor feeds every encoder of a model. An
-encoder is named by a spec string:
+Every adapter is an ``nn.Module`` that takes a batch of images and returns pre-projector token
+features ``(B, N, C)``. Images come as an ``ImageBatch`` of the original images, which each encoder
+prepares with its own library's transform and aspect policy (``EncoderConfig.aspect``: ``squash``,
+``pad``, ``crop``; ``canvas``, the default, resamples the model's shared square canvas), or as a float
+tensor in [0, 1] of any resolution (resized and normalised by the encoder). An encoder is named by a
+spec string:
 
     timm:vit_small_patch16_224      open_clip:ViT-L-14-336      hf:google/siglip-so400m-patch14-384
 
@@ -13,6 +15,7 @@ name plus overrides; pretrained weights load from a local safetensors file or fo
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scopebench.config import SOURCES, EncoderConfig
+from scopebench.config import ASPECTS, SOURCES, EncoderConfig
 from scopebench.errors import ScopebenchError, suggest
 from scopebench.models.allowlist import check_config_file, check_overrides, check_transformers_config
 
@@ -59,8 +62,29 @@ class VisionEncoder(nn.Module):
     def features(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor | ImageBatch) -> torch.Tensor:
+        if isinstance(images, ImageBatch):
+            return self.features(images.pixels(self))
         return self.features(self.preprocess(images))
+
+    def prepare(self, images: list) -> torch.Tensor:
+        """Original PIL images -> normalised (B, 3, S, S) by this encoder's library transform under its aspect
+        policy (``pad``: to a square of the mean colour first, as LLaVA and Cambrian-1), one resample."""
+        if self.cfg.aspect == "pad":
+            fill = tuple(int(255 * float(m)) for m in self.mean.flatten())
+            images = [expand_to_square(img, fill) for img in images]
+        return self.library_transform(images)
+
+    def _each(self, make, images: list) -> torch.Tensor:
+        """A per-image transform (made once per aspect by ``make``) over ``images``, stacked."""
+        cache = self.__dict__.setdefault("_transforms", {})
+        if self.cfg.aspect not in cache:
+            cache[self.cfg.aspect] = make()
+        return torch.stack([cache[self.cfg.aspect](img) for img in images])
+
+    def library_transform(self, images: list) -> torch.Tensor:
+        raise ScopebenchError(f"encoder '{self.cfg.spec}': aspect '{self.cfg.aspect}' is not supported for "
+                              "this encoder; use aspect: canvas")
 
     def output_shape(self) -> tuple[int, int]:
         """(tokens, channels) of the output, found by a shape-only forward (no compute)."""
@@ -97,6 +121,94 @@ class VisionEncoder(nn.Module):
             "feature_layer": self.cfg.feature_layer, "drop_cls": self.cfg.drop_cls,
             "params": sum(p.numel() for p in self.parameters()),
         }
+
+
+def expand_to_square(img, fill: tuple[int, int, int]):
+    """A PIL image padded to a centred square of colour ``fill`` (LLaVA's ``expand2square``)."""
+    from PIL import Image
+
+    w, h = img.size
+    if w == h:
+        return img
+    out = Image.new(img.mode, (max(w, h),) * 2, fill)
+    out.paste(img, ((max(w, h) - w) // 2, (max(w, h) - h) // 2))
+    return out
+
+
+def canvas_tensor(images: list, size: int) -> torch.Tensor:
+    """PIL images -> the shared square canvas (B, 3, size, size) in [0, 1]: one PIL bicubic resize each
+    (aspect ``canvas``: what the demo checkpoints were trained with)."""
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+
+    return torch.stack([pil_to_tensor(img.resize((size, size), Image.BICUBIC)).float() / 255.0
+                        for img in images])
+
+
+class ImageBatch:
+    """The original images of a batch (RGB PIL, any size; None is a black canvas) and the device their pixels
+    go to. Each encoder prepares its own pixels (``VisionEncoder.prepare``); encoders with aspect ``canvas``
+    share one square canvas (``canvas_tensor`` at the model's canvas size), made once. Tensor-like where the
+    model batches images: ``len``, indexing, ``shape``, ``device``, ``to``, ``torch.stack`` / ``torch.cat``
+    (joined in order) and ``torch.zeros_like`` (black images of the same sizes)."""
+
+    def __init__(self, images: list, canvas: int, device="cpu", _canvas: torch.Tensor | None = None):
+        from PIL import Image
+
+        self.images = [img.convert("RGB") if img is not None else Image.new("RGB", (canvas, canvas))
+                       for img in images]
+        self.size, self.device, self._canvas = int(canvas), torch.device(device), _canvas
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), 3, self.size, self.size)
+
+    ndim = 4
+
+    def to(self, device) -> ImageBatch:
+        return ImageBatch(self.images, self.size, device,
+                          None if self._canvas is None else self._canvas.to(device))
+
+    def __getitem__(self, key) -> ImageBatch:
+        if isinstance(key, torch.Tensor):
+            key = key.tolist()
+        if isinstance(key, int | slice):
+            key = list(range(len(self)))[key] if isinstance(key, slice) else [key]
+        idx = list(key)
+        part = None if self._canvas is None else self._canvas[idx]
+        return ImageBatch([self.images[i] for i in idx], self.size, self.device, part)
+
+    def canvas(self) -> torch.Tensor:
+        if self._canvas is None:
+            self._canvas = canvas_tensor(self.images, self.size).to(self.device)
+        return self._canvas
+
+    def pixels(self, encoder: VisionEncoder) -> torch.Tensor:
+        """Normalised pixels for ``encoder``, in its dtype, on this batch's device."""
+        if encoder.cfg.aspect == "canvas":
+            return encoder.preprocess(self.canvas())
+        dtype = next(encoder.parameters()).dtype
+        return encoder.prepare(self.images).to(device=self.device, dtype=dtype)
+
+    def blank(self) -> ImageBatch:
+        from PIL import Image
+
+        return ImageBatch([Image.new("RGB", img.size) for img in self.images], self.size, self.device)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.stack, torch.cat):
+            batches = list(args[0])
+            canvases = [b._canvas for b in batches]
+            joined = None if any(c is None for c in canvases) else torch.cat(canvases)
+            return ImageBatch([img for b in batches for img in b.images], batches[0].size, batches[0].device,
+                              joined)
+        if func is torch.zeros_like:
+            return args[0].blank()
+        return NotImplemented
 
 
 def _to_tokens(x: torch.Tensor, fmt: str = "NCHW") -> torch.Tensor:
@@ -164,6 +276,19 @@ class TimmEncoder(VisionEncoder):
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         return timm_tokens(self.model, pixels, self.cfg)
+
+    def library_transform(self, images: list) -> torch.Tensor:
+        """timm's eval transform (``resolve_data_config`` + ``create_transform``) at this encoder's size, no
+        crop margin: ``squash`` (and ``pad``) resize to the square, ``crop`` shortest side + centre crop."""
+        from timm.data import create_transform, resolve_data_config
+
+        def make():
+            side = self.image_size
+            data = resolve_data_config({"input_size": (3, side, side)}, model=self.model)
+            mode = "center" if self.cfg.aspect == "crop" else "squash"
+            return create_transform(**{**data, "crop_pct": 1.0, "crop_mode": mode})
+
+        return self._each(make, images)
 
 
 def timm_tokens(model: nn.Module, pixels: torch.Tensor, cfg: EncoderConfig) -> torch.Tensor:
@@ -244,6 +369,16 @@ class OpenClipEncoder(VisionEncoder):
         self.is_trunk = hasattr(visual, "trunk")
         self.is_resnet = type(visual).__name__ == "ModifiedResNet"
 
+    def library_transform(self, images: list) -> torch.Tensor:
+        """open_clip's eval ``image_transform`` with the tower's preprocess config: ``squash`` (and ``pad``)
+        resize to the square, ``crop`` the shortest side + centre crop (``resize_mode`` shortest)."""
+        from open_clip import image_transform
+
+        return self._each(lambda: image_transform(
+            self.image_size, is_train=False, mean=tuple(self.mean.flatten().tolist()),
+            std=tuple(self.std.flatten().tolist()), interpolation=self.interpolation,
+            resize_mode="shortest" if self.cfg.aspect == "crop" else "squash"), images)
+
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.is_trunk:  # TimmModel (ConvNeXt, EVA02, SigLIP ...): the timm trunk without its pool and head
             return timm_tokens(self.visual.trunk, pixels, self.cfg)
@@ -271,7 +406,8 @@ class HFEncoder(VisionEncoder):
         size = cfg.image_size or hf_config.image_size
         mean, std = _HF_NORMS.get(family, (IMAGENET_MEAN, IMAGENET_STD))
         super().__init__(cfg, size, mean, std)
-        self.model = model
+        self.model, self.family = model, family
+        self._processor = None
         self.prefix = 0 if family == "siglip" else 1 + int(getattr(hf_config, "num_register_tokens", 0) or 0)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -279,6 +415,20 @@ class HFEncoder(VisionEncoder):
         out = self.model(pixel_values=pixels, output_hidden_states=self.cfg.feature_layer != "last", **kwargs)
         x = out.last_hidden_state if self.cfg.feature_layer == "last" else out.hidden_states[-2]
         return x[:, self.prefix:] if self.cfg.drop_cls else x
+
+    def library_transform(self, images: list) -> torch.Tensor:
+        """The model's image processor (its folder's preprocessor_config.json, else the family's processor
+        with this encoder's normalisation) at this encoder's size: ``squash`` (and ``pad``) to the square,
+        ``crop`` the shortest side + centre crop."""
+        if self._processor is None:
+            self._processor = _image_processor(self.cfg, self.family, self.mean, self.std)
+        s = self.image_size
+        if self.cfg.aspect == "crop":
+            kwargs = {"size": {"shortest_edge": s}, "do_center_crop": True,
+                      "crop_size": {"height": s, "width": s}}
+        else:
+            kwargs = {"size": {"height": s, "width": s}, "do_center_crop": False}
+        return self._processor(images=images, return_tensors="pt", **kwargs)["pixel_values"]
 
     @property
     def family_interpolates(self) -> bool:
@@ -317,6 +467,29 @@ class QwenVisionEncoder(VisionEncoder):
     def output_shape(self) -> tuple[int, int]:
         n = (self.image_size // (self.patch * self.merge)) ** 2
         return n, int(self.model.config.out_hidden_size)
+
+
+_HF_PROCESSORS = {"clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor",
+                  "dinov2": "BitImageProcessor", "dinov3": "DINOv3ViTImageProcessor"}
+
+
+def _image_processor(cfg: EncoderConfig, family: str, mean: torch.Tensor, std: torch.Tensor):
+    """A local model folder's image processor (its preprocessor_config.json), else the family's own class
+    with the encoder's normalisation (inline configs name no folder)."""
+    import transformers
+
+    local = Path(cfg.name).expanduser()
+    if cfg.config is None and local.is_dir():
+        path = local / "preprocessor_config.json"
+        try:
+            json.loads(path.read_text())
+            return transformers.AutoImageProcessor.from_pretrained(local, trust_remote_code=False)
+        except (OSError, ValueError) as err:
+            raise ScopebenchError(f"encoder '{cfg.spec}': {path} is missing or unreadable "
+                                  f"({type(err).__name__}); add the model's image processor config or use "
+                                  "aspect: canvas") from None
+    cls = getattr(transformers, _HF_PROCESSORS[family])
+    return cls(image_mean=mean.flatten().tolist(), image_std=std.flatten().tolist())
 
 
 def _hf_config(cfg: EncoderConfig):
@@ -434,6 +607,9 @@ def create_encoder(cfg: EncoderConfig | str, **overrides: Any) -> VisionEncoder:
         cfg = EncoderConfig(spec=cfg, **overrides)
     source, _ = parse_spec(cfg.spec)
     _check_layer(cfg)
+    if cfg.aspect not in ASPECTS:
+        raise ScopebenchError(f"encoder '{cfg.spec}': aspect must be one of {', '.join(ASPECTS)}, "
+                              f"got '{cfg.aspect}'")
     check_overrides(source, cfg.overrides, f"encoder '{cfg.spec}': overrides")
     check_transformers_config(cfg.config, f"encoder '{cfg.spec}': config")
     builder = {"timm": TimmEncoder, "open_clip": OpenClipEncoder, "hf": _build_hf}[source]

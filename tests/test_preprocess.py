@@ -1,0 +1,120 @@
+"""Each encoder's own preprocessing: the shared canvas (aspect ``canvas``, what the demo checkpoints were
+trained with) gives the same pixels and scores as before; ``squash`` / ``pad`` / ``crop`` run the encoder
+library's transform on the original image."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
+
+from scopebench.config import EncoderConfig
+from scopebench.errors import ScopebenchError
+from scopebench.evaluation.adapter import request_images
+from scopebench.models.encoders import ImageBatch, create_encoder
+
+
+def _random_images() -> list:
+    g = torch.Generator().manual_seed(0)
+    sizes = [(100, 150), (128, 128), (60, 200), (300, 90)]
+    return [Image.fromarray(torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8).numpy())
+            for h, w in sizes] + [None]
+
+
+def _old_canvas(images: list, size: int) -> torch.Tensor:
+    """scopebench's pipeline before per-encoder preprocessing (adapter.images_to_tensor, verbatim)."""
+    out = []
+    for v in images:
+        img = v if isinstance(v, Image.Image) else Image.new("RGB", (size, size))
+        img = img.convert("RGB").resize((size, size), Image.BICUBIC)
+        out.append(pil_to_tensor(img).float() / 255.0)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("policy", ["router", "all", "all/blind"])
+def test_demo_canvas_gives_identical_logits_and_routes(policy):
+    from scopebench.models.registry import load_model
+
+    model = load_model("demo-scope", policy=policy).eval()
+    assert {e.cfg.aspect for e in [model.shared, *model.routed.values()]} == {"canvas"}
+    images, size = _random_images(), model.cfg.image_size
+    prompts = ["what colour is the shape?", "how many?", "is it on the left?", "read the text", "x"]
+    before = model.loglikelihood(_old_canvas(images, size), prompts, ["yes", "no", "2", "ab", "x"])
+    after = model.loglikelihood(request_images(images, size), prompts, ["yes", "no", "2", "ab", "x"])
+    assert before[0] == after[0] and before[1] == after[1]
+    assert before[2] is None or torch.equal(before[2], after[2])
+    gen_before, gen_after = model.generate(_old_canvas(images, size), prompts), model.generate(
+        request_images(images, size), prompts)
+    assert gen_before.texts == gen_after.texts and gen_before.routes == gen_after.routes
+
+
+def test_image_batch_joins_and_slices_like_a_tensor():
+    images = _random_images()
+    batch = request_images(images, 64)
+    whole = batch.canvas()
+    torch.testing.assert_close(whole, _old_canvas(images, 64), rtol=0, atol=0)
+    joined = torch.stack([batch[0], batch[1:3]])  # as the model joins each request's first image
+    assert len(joined) == 3 and torch.equal(joined.canvas(), whole[:3])
+    assert torch.equal(batch[torch.tensor([4, 0])].canvas(), whole[[4, 0]])
+    assert torch.zeros_like(batch).canvas().abs().max() == 0
+    per_request = request_images([images[:2], [], images[2]], 64)
+    assert [len(b) for b in per_request] == [2, 1, 1]
+
+
+TINY_TEXT = {"layers": 1, "width": 32, "heads": 1, "context_length": 8, "vocab_size": 64}
+TINY_CLIP = {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+             "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 16}
+ENCODERS = {
+    "timm": EncoderConfig("timm:vit_tiny_patch16_224", image_size=32,
+                          overrides={"embed_dim": 32, "depth": 1, "num_heads": 2}),
+    "open_clip": EncoderConfig("open_clip:ViT-B-32", image_size=32, overrides={
+        "vision_cfg": {"layers": 1, "width": 32, "head_width": 32, "patch_size": 16}, "text_cfg": TINY_TEXT,
+        "embed_dim": 32}),
+    "hf": EncoderConfig("hf:tiny-clip", config=TINY_CLIP),
+}
+
+
+def _stripes() -> Image.Image:
+    """A 2:1 image: a red quarter, a green half, a blue quarter (left to right)."""
+    img = Image.new("RGB", (128, 64), (0, 255, 0))
+    img.paste((255, 0, 0), (0, 0, 32, 64))
+    img.paste((0, 0, 255), (96, 0, 128, 64))
+    return img
+
+
+def _colour(enc, aspect: str) -> torch.Tensor:
+    """The stripes prepared by ``enc`` under ``aspect``, back in [0, 1] (3, 32, 32)."""
+    enc.cfg.aspect = aspect
+    pixels = ImageBatch([_stripes()], 128).pixels(enc)[0]
+    return pixels * enc.std[0] + enc.mean[0]
+
+
+@pytest.mark.parametrize("source", list(ENCODERS))
+def test_aspect_policies_on_the_original_image(source):
+    enc = create_encoder(EncoderConfig(**ENCODERS[source].__dict__))
+    mean = enc.mean.flatten()
+    squash = _colour(enc, "squash")  # all of it, squeezed: red left, blue right
+    assert squash[0, 16, 2] > 0.9 and squash[2, 16, 29] > 0.9 and squash[1, 16, 16] > 0.9
+    crop = _colour(enc, "crop")  # the central square: green only
+    assert crop[1].min() > 0.9 and crop[0].max() < 0.1 and crop[2].max() < 0.1
+    pad = _colour(enc, "pad")  # the whole image in the middle band, the mean colour above and below
+    torch.testing.assert_close(pad[:, 2, 16], mean, atol=1 / 255 + 1e-4, rtol=0)
+    torch.testing.assert_close(pad[:, 29, 16], mean, atol=1 / 255 + 1e-4, rtol=0)
+    assert pad[0, 16, 2] > 0.9 and pad[1, 16, 16] > 0.9 and pad[2, 16, 29] > 0.9
+    canvas = _colour(enc, "canvas")  # the old path: a square canvas, then resampled: squashed as well
+    assert canvas[0, 16, 2] > 0.9 and canvas[2, 16, 29] > 0.9
+    with torch.no_grad():
+        assert enc(ImageBatch([_stripes()], 128)).shape[1:] == enc.output_shape()
+
+
+def test_bad_aspect_and_missing_processor_config(tmp_path):
+    with pytest.raises(ScopebenchError, match="aspect must be one of canvas, squash, pad, crop"):
+        create_encoder(EncoderConfig(**{**ENCODERS["timm"].__dict__, "aspect": "letterbox"}))
+    from transformers import CLIPVisionConfig
+
+    CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                     image_size=32, patch_size=16).save_pretrained(tmp_path)
+    enc = create_encoder(EncoderConfig(f"hf:{tmp_path}", aspect="pad"))
+    with pytest.raises(ScopebenchError, match="preprocessor_config.json is missing or unreadable"):
+        ImageBatch([_stripes()], 64).pixels(enc)
