@@ -43,6 +43,7 @@ SOURCES = ("timm", "open_clip", "hf")  # encoder libraries: SOURCE:NAME specs
 # square, padded to a square of the mean colour (LLaVA, Cambrian-1) or shortest side + centre crop (CLIP)
 ASPECTS = ("canvas", "squash", "pad", "crop")
 
+IMAGE_PLACEHOLDER = "<image>"  # where a prompt layout puts an image's visual tokens
 Route = tuple[str, ...]  # routed encoders a sample uses, in config order; () = shared only
 
 
@@ -239,7 +240,13 @@ class ModelConfig:
     policy: str = "router"
     router: RouterConfig = field(default_factory=RouterConfig)
     image_size: int | None = None  # input canvas; default: the largest encoder resolution
-    prompt_template: str = "{prompt}"
+    # prompt layout (scopebench.models.tokenizer): the text around {prompt}, with the visual tokens at <image>
+    prompt_template: str = "<image>{prompt}"
+    chat_template: bool = False  # the template's text is the user turn of the tokenizer's chat template
+    system_prompt: str | None = None  # chat_template only
+    interleave: bool = True  # a prompt's <image k> markers (MMMU) hold image k (false: they stay text)
+    max_images: int = 1  # images per request; the rest are dropped (and counted in the run's manifest)
+    add_special_tokens: bool = False  # tokenise with the tokenizer's own special tokens (a Llama BOS)
     max_new_tokens: int = 16
     seed: int = 0
     variants: dict[str, str] = field(default_factory=dict)
@@ -339,12 +346,7 @@ def config_from_dict(data: dict[str, Any], where: str, base: Path | None = None)
         if getattr(cfg, key) not in allowed:
             raise ScopebenchError(f"{where}: {key} must be one of {', '.join(allowed)}, "
                                   f"got '{getattr(cfg, key)}'")
-    try:
-        cfg.prompt_template.format(prompt="")
-    except (KeyError, IndexError, ValueError):
-        raise ScopebenchError(
-            f"{where}: prompt_template {cfg.prompt_template!r} may hold no field but {{prompt}}; "
-            "write literal braces as {{ and }}") from None
+    check_layout(cfg, where)
     cfg.parsed_policy(f"{where}: policy")
     for variant, policy in cfg.variants.items():
         Policy.parse(policy, cfg.routed_names, where=f"{where}: variants.{variant}")
@@ -360,6 +362,29 @@ def config_from_dict(data: dict[str, Any], where: str, base: Path | None = None)
     if base is not None:
         _resolve_paths(cfg, Path(base), where)
     return cfg
+
+
+def check_layout(cfg: ModelConfig, where: str) -> None:
+    """The prompt layout: a template with {prompt} as its only field and one image placeholder."""
+    template = cfg.prompt_template
+    try:
+        template.format(prompt="")
+    except (KeyError, IndexError, ValueError):
+        raise ScopebenchError(
+            f"{where}: prompt_template {template!r} may hold no field but {{prompt}}; "
+            "write literal braces as {{ and }}") from None
+    count = template.count(IMAGE_PLACEHOLDER)
+    if count != 1:
+        what = "no" if not count else f"{count}"
+        raise ScopebenchError(
+            f"{where}: prompt_template {template!r} holds {what} '{IMAGE_PLACEHOLDER}' placeholder"
+            f"{'s' if count else ''}; it takes exactly one, where the request's images go (max_images "
+            f"{cfg.max_images}), e.g. '{IMAGE_PLACEHOLDER}\\n{{prompt}}'")
+    if cfg.max_images < 1:
+        raise ScopebenchError(f"{where}: max_images must be >= 1, got {cfg.max_images}")
+    if cfg.system_prompt is not None and not cfg.chat_template:
+        raise ScopebenchError(f"{where}: system_prompt needs chat_template: true "
+                              "(or write it into prompt_template)")
 
 
 def _encoders(cfg: ModelConfig) -> dict[str, EncoderConfig]:

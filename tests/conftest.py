@@ -43,7 +43,7 @@ def tiny_config_dict(policy: str = "router", fusion: str = "sequence", vocab: in
         "fusion": fusion,
         "policy": policy,
         "router": {"dim": 16, "heads": 2},
-        "prompt_template": "{prompt} answer :",
+        "prompt_template": "<image>{prompt} answer :",
         "max_new_tokens": 4,
     }
 

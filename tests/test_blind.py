@@ -30,7 +30,7 @@ def test_blind_keeps_the_routes_and_answers_from_black_images(make_model, monkey
     for seed in range(3):
         images = _images(len(PROMPTS), seed)
         black = torch.zeros_like(images)
-        ids, mask = model.encode_texts([model.format_prompt(p) for p in PROMPTS])
+        ids, mask, _ = model.encode_prompts(PROMPTS)
         model.set_policy(policy)
         seeing = model(images, ids, mask)
         forced = _forced(model, monkeypatch, seeing.routes, seeing.probs, model, black, ids, mask)

@@ -28,7 +28,7 @@ ROUTED = ["conv", "oclip", "hfclip"]
 def _batch(model, n=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(n, 3, 40, 40, generator=g)
-    ids, mask = model.encode_texts([model.format_prompt(p) for p in PROMPTS[:n]])
+    ids, mask, _ = model.encode_prompts(PROMPTS[:n])
     return images, ids, mask
 
 

@@ -87,7 +87,7 @@ def demo_config(name: str, policy: str, vocab: int) -> dict:
         "router": {"dim": 48, "heads": 2, "batch_entropy_weight": 0.2, "sample_entropy_weight": 0.05,
                    "load_balance_weight": 0.01, "train_mode": "soft"},
         "image_size": 128,
-        "prompt_template": "{prompt}",
+        "prompt_template": "<image>{prompt}", "interleave": False,  # the trained layout: the image first
         "max_new_tokens": 6,
         "seed": SEED,
     }

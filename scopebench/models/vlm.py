@@ -18,8 +18,9 @@ from torch import nn
 from scopebench.config import ModelConfig, Policy, Route, route_name
 from scopebench.errors import ScopebenchError
 from scopebench.models.encoders import VisionEncoder, create_encoder
-from scopebench.models.generation import TextMixin
+from scopebench.models.generation import TextMixin, interleave, split_images
 from scopebench.models.router import CrossAttentionRouter, router_losses
+from scopebench.models.tokenizer import Layout
 
 # route, sample indices (list, tensor), visual tokens
 Group = tuple[Route, list[int], torch.Tensor, torch.Tensor]
@@ -236,19 +237,55 @@ class MultiEncoderVLM(TextMixin, nn.Module):
         chosen = experts.gather(2, top.unsqueeze(-1).expand(-1, -1, 1, experts.shape[-1])).squeeze(2)
         return chosen * weight
 
+    def slot_tokens(self, route: Route, idx: list[int], vis: torch.Tensor, extra: list,
+                    layouts: list[Layout] | None,
+                    scale: torch.Tensor | None = None) -> list[list[torch.Tensor]]:
+        """Per sample of a route group (``idx``): the visual tokens at each of its layout's slots, from its
+        first image (``vis``, the group's) and its further ones (``extra``, per batch sample, encoded here on
+        the same route); ``scale`` (b,): a factor per sample (the straight-through router gradient)."""
+        more = self._extra_tokens(route, [extra[i] for i in idx])
+        rows = []
+        for j, i in enumerate(idx):
+            images = [vis[j], *more[j]]
+            if scale is not None:
+                images = [v * scale[j] for v in images]
+            rows.append([images[m] for m in (layouts[i].images if layouts else [0])])
+        return rows
+
+    def _extra_tokens(self, route: Route, extra: list[torch.Tensor | None]) -> list[list[torch.Tensor]]:
+        """Visual tokens of each sample's images after its first, on the sample's route (black under
+        ``/blind``)."""
+        given = [x for x in extra if x is not None]
+        if not given:
+            return [[] for _ in extra]
+        x = torch.cat(given)
+        if self.policy.blind:
+            x = torch.zeros_like(x)
+        tokens = list(self.fuse(self.shared(x), self.encode_routed(x, route), route))
+        out = []
+        for e in extra:
+            n = 0 if e is None else len(e)
+            out.append(tokens[:n])
+            tokens = tokens[n:]
+        return out
+
     # ----- forward ------------------------------------------------------------------------
     def forward(
-        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        self, images, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None, prompt_mask: torch.Tensor | None = None,
-        hidden_at: torch.Tensor | None = None,
+        hidden_at: torch.Tensor | None = None, layouts: list[Layout] | None = None,
     ) -> VLMOutput:
         """Route, encode and run the LLM on right-padded text; group the batch by route.
 
-        ``prompt_mask`` marks the prompt tokens the router reads (default: every unlabelled real token).
-        ``hidden_at`` (B,): text index per sample; the output's ``answer_hidden`` then holds the LLM's last
-        hidden state at the position that predicts that token (under soft router training, the
-        router-probability-weighted mean over routes), for auxiliary training losses.
+        ``images``: one tensor (B, 3, H, W), or per sample a tensor (n, 3, H, W) of its n images (the first
+        routes it). ``layouts`` (``encode_prompts``): where each sample's visual tokens go in its text
+        (default: its one image before the text). ``prompt_mask`` marks the prompt tokens the router reads
+        (default: every unlabelled real token). ``hidden_at`` (B,): text index per sample; the output's
+        ``answer_hidden`` then holds the LLM's last hidden state at the position that predicts that token
+        (under soft router training, the router-probability-weighted mean over routes), for auxiliary
+        training losses.
         """
+        images, extra = split_images(images)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ScopebenchError(f"images must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
         if input_ids.shape[0] != images.shape[0]:
@@ -260,7 +297,7 @@ class MultiEncoderVLM(TextMixin, nn.Module):
         routes, probs, eranks, groups = self.route_and_encode(images, text, prompt_mask,
                                                               ranks=not self.training, every_route=soft)
         run = self._soft_pass if soft else self._hard_pass
-        logits, nll, hidden = run(groups, probs, text, attention_mask, labels, hidden_at)
+        logits, nll, hidden = run(groups, probs, text, attention_mask, labels, hidden_at, (extra, layouts))
         aux: dict[str, torch.Tensor] = {}
         loss = None
         if labels is not None:
@@ -281,15 +318,20 @@ class MultiEncoderVLM(TextMixin, nn.Module):
         return (text.new_zeros(b, t, vocab), nll,
                 None if hidden_at is None else text.new_zeros(b, text.shape[-1]))
 
-    def _hard_pass(self, groups: Iterator[Group], probs, text, mask, labels, hidden_at):
+    def _hard_pass(self, groups: Iterator[Group], probs, text, mask, labels, hidden_at, images):
         """Each sample through its own route. In training with a router, the route's visual tokens are scaled
-        by its probability over itself (1 in value): the router's gradient, straight through."""
+        by its probability over itself (1 in value): the router's gradient, straight through. ``images``:
+        (further images per sample, layouts)."""
         logits, nll, hidden = self._outputs(text, labels, hidden_at)
+        extra, layouts = images
         for route, idx, ix, vis in groups:
+            scale = None
             if probs is not None and self.training and route:
                 p = probs[ix, self.cfg.routed_names.index(route[0])].to(vis.dtype)
-                vis = vis * (p / p.detach()).view(-1, 1, 1)
-            group_logits, group_hidden = self._llm_logits(vis, text[ix], mask[ix], hidden_at is not None)
+                scale = p / p.detach()
+            rows = self.slot_tokens(route, idx, vis, extra, layouts, scale)
+            group_logits, group_hidden = self._llm_logits(rows, text[ix], mask[ix], _slots(layouts, idx),
+                                                          hidden_at is not None)
             if hidden is not None:
                 h = group_hidden[torch.arange(len(idx), device=ix.device), hidden_at[ix]].to(hidden.dtype)
                 hidden = hidden.index_copy(0, ix, h)
@@ -298,13 +340,16 @@ class MultiEncoderVLM(TextMixin, nn.Module):
             logits = logits.index_copy(0, ix, group_logits.to(logits.dtype))
         return logits, nll, hidden
 
-    def _soft_pass(self, groups: Iterator[Group], probs, text, mask, labels, hidden_at):
+    def _soft_pass(self, groups: Iterator[Group], probs, text, mask, labels, hidden_at, images):
         """Soft router training: every sample through every route, the NLL and answer hidden states weighted
         by the router's probability of the route (an expected loss); the logits stay zero."""
         logits, nll, hidden = self._outputs(text, labels, hidden_at)
+        extra, layouts = images
         for route, idx, ix, vis in groups:
             p = probs[ix, self.cfg.routed_names.index(route[0])].to(vis.dtype)
-            group_logits, group_hidden = self._llm_logits(vis, text[ix], mask[ix], hidden_at is not None)
+            rows = self.slot_tokens(route, idx, vis, extra, layouts)
+            group_logits, group_hidden = self._llm_logits(rows, text[ix], mask[ix], _slots(layouts, idx),
+                                                          hidden_at is not None)
             if hidden is not None:
                 h = group_hidden[torch.arange(len(idx), device=ix.device), hidden_at[ix]].to(hidden.dtype)
                 hidden = hidden + p.to(h.dtype)[:, None] * h
@@ -313,17 +358,39 @@ class MultiEncoderVLM(TextMixin, nn.Module):
                 nll = nll + p.to(g_nll.dtype) * g_nll
         return logits, nll, hidden
 
-    def _llm_logits(self, vis: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, hidden: bool = False):
-        """Run the LLM on [visual; text]; return the prediction for each text position (b, T, V) and, if
-        ``hidden``, the last hidden state it comes from (b, T, D), else None."""
-        nv = vis.shape[1]
-        embeds = torch.cat([vis.to(text.dtype), text], dim=1)
-        full_mask = torch.cat([mask.new_ones(mask.shape[0], nv), mask], dim=1)
+    def _llm_logits(self, vis: list[list[torch.Tensor]], text: torch.Tensor, mask: torch.Tensor,
+                    slots: list[list[int]], hidden: bool = False):
+        """Run the LLM on each sample's right-padded text with its visual tokens ``vis`` at its ``slots``;
+        return the prediction for each text position (b, T, V) (zero for a text token that opens the
+        sequence: nothing predicts it) and, if ``hidden``, the last hidden state it comes from (b, T, D)."""
+        rows, pos, real = [], [], []
+        for k in range(text.shape[0]):
+            n = int(mask[k].sum())
+            seq, p = interleave(vis[k], text[k], n, slots[k])
+            rows.append(torch.cat([seq, text[k, n:]]))  # the padding after the real tokens, masked
+            pos.append(p)
+            real.append(len(seq))
+        width = max(len(r) for r in rows)
+        embeds = torch.stack([F.pad(r, (0, 0, 0, width - len(r))) for r in rows])
+        full_mask = torch.stack([(torch.arange(width, device=mask.device) < n).to(mask.dtype) for n in real])
+        pos = torch.stack(pos)
+        start = max(0, int(pos[:, 0].min()) - 1)  # the LM head runs from the first position that predicts
         out = self.llm(inputs_embeds=embeds, attention_mask=full_mask, use_cache=False,
-                       logits_to_keep=text.shape[1] + 1, output_hidden_states=hidden)
+                       logits_to_keep=width - start, output_hidden_states=hidden)
         # over several devices (a device map) the LLM's output comes from its last one
-        logits = out.logits[:, :-1].to(text.device)
-        return logits, (out.hidden_states[-1][:, nv - 1 : -1].to(text.device) if hidden else None)
+        at = (pos - 1).clamp_min(0).to(out.logits.device)
+        logits = out.logits.gather(1, (at - start)[..., None].expand(-1, -1, out.logits.shape[-1]))
+        logits = logits.masked_fill((pos == 0).to(logits.device)[..., None], 0).to(text.device)
+        if not hidden:
+            return logits, None
+        last = out.hidden_states[-1]
+        at = at.to(last.device)[..., None].expand(-1, -1, last.shape[-1])
+        return logits, last.gather(1, at).to(text.device)
+
+
+def _slots(layouts: list[Layout] | None, idx: list[int]) -> list[list[int]]:
+    """The slots of samples ``idx``: their layouts', or each one image before the text."""
+    return [layouts[i].slots if layouts else [0] for i in idx]
 
 
 def _masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
