@@ -40,8 +40,9 @@ ROUTING_KINDS = (*SAMPLE_KINDS, "token_moe")  # not one route for every sample
 SOURCES = ("timm", "open_clip", "hf")  # encoder libraries: SOURCE:NAME specs
 # how an encoder gets its pixels (EncoderConfig.aspect): the model's shared square canvas resampled (what the
 # demo checkpoints were trained with), or its own library's transform on the original image, squashed to its
-# square, padded to a square of the mean colour (LLaVA, Cambrian-1) or shortest side + centre crop (CLIP)
-ASPECTS = ("canvas", "squash", "pad", "crop")
+# square, padded to a square of the mean colour (LLaVA, Cambrian-1) or shortest side + centre crop (CLIP), or
+# at native resolution (Qwen2.5-VL: tokens follow the image, within min_pixels / max_pixels)
+ASPECTS = ("canvas", "squash", "pad", "crop", "native")
 
 IMAGE_PLACEHOLDER = "<image>"  # where a prompt layout puts an image's visual tokens
 Route = tuple[str, ...]  # routed encoders a sample uses, in config order; () = shared only
@@ -195,6 +196,8 @@ class EncoderConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     aspect: str = "canvas"  # one of ASPECTS
+    min_pixels: int | None = None  # aspect native: the image processor's pixel range (its defaults if None)
+    max_pixels: int | None = None
 
     @property
     def source(self) -> str:

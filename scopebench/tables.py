@@ -27,8 +27,10 @@ SCORES_COLUMNS = ["model", "suite", "benchmark", "task", "category", "metric", "
 # per-sample value of the main metric on 0-100 where lmms-eval defines one, else NaN;
 # prob:<encoder>: router probability of each routed encoder (NaN without a router);
 # erank:<encoder>: entropy effective rank of the encoder's pre-projector features for the sample
-# ("shared" too; NaN where the sample's route did not run the encoder).
-ROUTES_COLUMNS = ["model", "benchmark", "task", "doc_id", "route", "encoder", "sample_score"]
+# ("shared" too; NaN where the sample's route did not run the encoder); visual_tokens: how many visual tokens
+# the LLM got for the sample's images on its route (they follow the image at native resolution; empty in
+# tables of an earlier scopebench).
+ROUTES_COLUMNS = ["model", "benchmark", "task", "doc_id", "route", "encoder", "sample_score", "visual_tokens"]
 PROB_PREFIX = "prob:"
 ERANK_PREFIX = "erank:"
 # kind: "path" (static per-path count), "latency" (measured), or "expected" (per benchmark, under routing).
@@ -148,7 +150,8 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
         raise ScopebenchError(
             f"{path}: cannot read the {name} table ({err.__class__.__name__}); re-create it with scopebench"
         ) from None
-    required = [c for c in TABLES[name] if c not in ("stderr", "sample_score", "counter", "docs")]
+    required = [c for c in TABLES[name]
+                if c not in ("stderr", "sample_score", "counter", "docs", "visual_tokens")]
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ScopebenchError(f"{path}: the {name} table lacks column '{missing[0]}'; "
@@ -159,8 +162,9 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
 
 KEYS = {"scores": ["model", "benchmark"], "routes": ["model", "benchmark", "doc_id"]}  # one row per key
 FILLED = {"scores": KEYS["scores"], "routes": [*KEYS["routes"], "route"], "costs": ["model"]}
-NUMERIC = {"scores": ["score"], "routes": ["sample_score"], "costs": ["macs", "flops"]}
-RANGE = {"score": (0, 100), "sample_score": (0, 100), "macs": (0, math.inf), "flops": (0, math.inf)}
+NUMERIC = {"scores": ["score"], "routes": ["sample_score", "visual_tokens"], "costs": ["macs", "flops"]}
+RANGE = {"score": (0, 100), "sample_score": (0, 100), "visual_tokens": (0, math.inf), "macs": (0, math.inf),
+         "flops": (0, math.inf)}
 
 
 def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
@@ -171,7 +175,7 @@ def _check_values(df: pd.DataFrame, name: str, path: Path) -> None:
         if empty.any():
             raise ScopebenchError(f"{path}: row {int(empty.to_numpy().argmax()) + 1}: "
                                   f"column '{col}' is empty; {fix}")
-    for col in NUMERIC[name]:
+    for col in [c for c in NUMERIC[name] if c in df.columns]:  # optional columns may be absent
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
         if bad.any():

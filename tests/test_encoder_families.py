@@ -132,3 +132,40 @@ def test_qwen2_5_vl_matches_its_processor_and_vision_model():
     assert inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
     torch.testing.assert_close(ours[0], ref, rtol=1e-5, atol=1e-5)
     assert enc.output_shape() == tuple(ours.shape[1:]) == shape
+
+
+def test_qwen2_5_vl_at_native_resolution_follows_each_image():
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessor
+
+    from scopebench.models.encoders import ImageBatch
+
+    cfg, _ = FAMILIES["hf-qwen2_5_vl"]
+    enc = create_encoder(EncoderConfig(**{**cfg.__dict__, "aspect": "native", "min_pixels": 28 * 28 * 4,
+                                          "max_pixels": 28 * 28 * 12})).eval()
+    g = torch.Generator().manual_seed(0)
+    for h, w in [(50, 130), (200, 90), (20, 20)]:
+        image = Image.fromarray(torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8).numpy())
+        proc = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2,
+                                     min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 12)
+        inputs = proc(images=[image], return_tensors="pt")
+        with torch.no_grad():
+            ref = enc.model(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]).pooler_output
+            ours = enc(ImageBatch([image], 56))
+        t, gh, gw = inputs["image_grid_thw"][0].tolist()
+        assert enc.token_grid(image) == (gh // 2, gw // 2) and enc.tokens_for(image) == ours.shape[1]
+        assert 4 <= ours.shape[1] <= 12
+        torch.testing.assert_close(ours[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_siglip_attention_pool_head_is_kept_but_not_run():
+    from scopebench.profiling.components import EncoderFeatures
+    from scopebench.profiling.counters import count
+
+    enc = create_encoder(FAMILIES["hf-siglip"][0]).eval()
+    assert any(k.startswith("head.") for k in enc.model.state_dict())  # its weights still load
+    pixels = torch.randn(1, 3, 32, 32)
+    ours = count(EncoderFeatures(enc), (pixels,), "fvcore", "siglip").macs
+    getattr(enc.model, "vision_model", enc.model).use_head = True
+    with_head = count(EncoderFeatures(enc), (pixels,), "fvcore", "siglip").macs
+    assert 0 < ours < with_head

@@ -118,3 +118,49 @@ def test_bad_aspect_and_missing_processor_config(tmp_path):
     enc = create_encoder(EncoderConfig(f"hf:{tmp_path}", aspect="pad"))
     with pytest.raises(ScopebenchError, match="preprocessor_config.json is missing or unreadable"):
         ImageBatch([_stripes()], 64).pixels(enc)
+
+
+def test_native_resolution_model_encodes_each_image_at_its_own_grid(tokenizer):
+    from scopebench.config import config_from_dict
+    from scopebench.models.build import build_model
+    from tests.conftest import tiny_config_dict
+
+    data = tiny_config_dict("router", vocab=len(tokenizer))
+    data["shared"] = {"spec": "hf:tiny-qwen2_5_vl", "aspect": "native", "min_pixels": 28 * 28 * 4,
+                      "max_pixels": 28 * 28 * 12, "config": {
+                          "model_type": "qwen2_5_vl_vision", "depth": 1, "hidden_size": 32,
+                          "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 32, "patch_size": 14,
+                          "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
+                          "fullatt_block_indexes": [0]}}
+    model = build_model(config_from_dict(data, "tiny-native"), tokenizer=tokenizer).eval()
+    g = torch.Generator().manual_seed(1)
+    images = [Image.fromarray(torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8).numpy())
+              for h, w in [(56, 56), (56, 140), (56, 56), (150, 60)]]
+    prompts = ["is there a red circle ?", "what colour is the shape ?", "a b c", "yes"]
+    batch = ImageBatch(images, 32)
+    scored, routes, probs, eranks = model.loglikelihood(batch, prompts, ["red"] * 4)
+    for k in range(4):  # batched by token grid = one sample at a time
+        alone = model.loglikelihood(ImageBatch(images[k:k + 1], 32), prompts[k:k + 1], ["red"])
+        assert alone[1] == routes[k:k + 1]
+        assert abs(alone[0][0][0] - scored[k][0]) < 1e-4
+        torch.testing.assert_close(alone[2][0], probs[k], rtol=1e-5, atol=1e-6)
+        assert abs(float(alone[3]["shared"][0]) - float(eranks["shared"][k])) < 1e-3
+    grids = [model.shared.tokens_for(img) for img in images]
+    assert grids == [4, 10, 4, 10]
+    routed = {e: enc.num_tokens for e, enc in model.routed.items()}
+    assert [model.visual_tokens(batch[k], routes[k]) for k in range(4)] == [
+        grids[k] + sum(routed[e] for e in routes[k]) for k in range(4)]
+
+
+def test_expected_visual_tokens_come_from_each_samples_own_count():
+    import pandas as pd
+
+    from scopebench.analysis.compute import expected_costs
+
+    routes = pd.DataFrame({"model": "m", "benchmark": ["A", "A", "B"], "doc_id": [0, 1, 0],
+                           "route": "shared", "visual_tokens": [10, 20, None]})
+    costs = pd.DataFrame([{"model": "m", "kind": "path", "path": "shared", "component": "total",
+                           "visual_tokens": 16, "macs": 100.0, "params": 5}])
+    out = expected_costs(routes, costs).set_index("benchmark")
+    assert out.loc["A", "visual_tokens"] == 15.0 and out.loc["B", "visual_tokens"] == 16.0  # B: one unknown
+    assert out.loc["A", "macs"] == out.loc["B", "macs"] == 100.0

@@ -63,11 +63,26 @@ def _weighted(weights: pd.DataFrame, values: pd.DataFrame, cols: list[str]) -> p
     return merged.groupby(_KEYS)[cols].sum().mask(gaps).reset_index()
 
 
+def _sample_tokens(expected: pd.DataFrame, routes: pd.DataFrame) -> pd.DataFrame:
+    """Expected visual tokens from each sample's own count (the routes table's ``visual_tokens``: they follow
+    the image at native resolution) where every sample of a (model, benchmark) has one; else the routing-
+    weighted path figure stays."""
+    if "visual_tokens" not in routes or expected.empty:
+        return expected
+    tokens = pd.to_numeric(routes["visual_tokens"], errors="coerce").astype(float)
+    per = tokens.groupby([routes["model"], routes["benchmark"]]).agg(["mean", "count", "size"])
+    per = per[per["count"] == per["size"]]["mean"].rename("sample_tokens").reset_index()
+    out = expected.merge(per, on=_KEYS, how="left")
+    out["visual_tokens"] = out["sample_tokens"].fillna(out["visual_tokens"])
+    return out.drop(columns="sample_tokens")
+
+
 def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame) -> pd.DataFrame:
     """Expected per-sample cost of each (model, benchmark) under the observed routing.
 
     Returns ``costs``-schema rows with kind="expected", path="expected", component="total":
-    macs, flops, visual_tokens and active_params are routing-weighted means of the path totals;
+    macs, flops, visual_tokens and active_params are routing-weighted means of the path totals (visual_tokens:
+    the mean of the samples' own counts where the routes table has them);
     params is the model's largest path-total ``params``. Models without path rows are skipped;
     a route without a path row is an error (the costs were counted for another config).
     """
@@ -82,6 +97,7 @@ def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame) -> pd.DataFr
             f"re-count it with `scopebench flops {m} --output RUN_DIR`"
         )
     out = _weighted(weights, paths, ["macs", "visual_tokens", "active_params"])
+    out = _sample_tokens(out, routes_df)
     per_model = paths.groupby("model").agg(params=("params", "max"), device=("device", "last"),
                                            counter=("counter", "last"))
     out = out.join(per_model, on="model")

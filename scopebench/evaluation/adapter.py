@@ -114,13 +114,15 @@ def _well_formed(rec) -> bool:
                                             for k in ("key", "fingerprint", "task")):
         return False
     answer, probs, eranks = rec.get("answer"), rec.get("probs"), rec.get("eranks", {})
+    tokens = rec.get("visual_tokens", 0)
     return (isinstance(rec.get("doc_id"), int) and not isinstance(rec["doc_id"], bool)
             and isinstance(rec.get("route"), str) and rec["route"].startswith("shared")
             and isinstance(rec.get("encoder", ""), str)
             and (isinstance(answer, str)
                  or (isinstance(answer, list) and len(answer) == 2 and number(answer[0])))
             and (probs is None or (isinstance(probs, dict) and all(map(number, probs.values()))))
-            and isinstance(eranks, dict) and all(map(number, eranks.values())))
+            and isinstance(eranks, dict) and all(map(number, eranks.values()))
+            and isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0)
 
 
 def images_to_tensor(visuals: list, size: int) -> torch.Tensor:
@@ -269,7 +271,8 @@ class ScopeLMM(lmms):
                     results[i] = answers[j]
                     rec = self._route_record(keys[i], reqs[i].task, reqs[i].doc_id, routes[j],
                                              None if probs is None else probs[j], eranks, j)
-                    logged.append({**rec, "answer": answers[j]})
+                    tokens = self.model.visual_tokens(images[j], routes[j])  # this request's own images
+                    logged.append({**rec, "visual_tokens": tokens, "answer": answers[j]})
                 self._log(logged)
             if self.on_batch:
                 self.on_batch(len(idx), len(reqs))

@@ -82,9 +82,19 @@ class VisionEncoder(nn.Module):
             cache[self.cfg.aspect] = make()
         return torch.stack([cache[self.cfg.aspect](img) for img in images])
 
-    def library_transform(self, images: list) -> torch.Tensor:
-        raise ScopebenchError(f"encoder '{self.cfg.spec}': aspect '{self.cfg.aspect}' is not supported for "
-                              "this encoder; use aspect: canvas")
+    def library_transform(self, images: list) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    aspects = ("canvas", "squash", "pad", "crop")  # the aspect policies this encoder takes
+    native = False  # whether its token grid follows each image's size (Qwen2.5-VL at aspect native)
+
+    def token_grid(self, image) -> tuple[int, int] | None:
+        """The token grid ``image`` gives at native resolution (None: one fixed grid)."""
+        return None
+
+    def tokens_for(self, image) -> int:
+        """Visual tokens of one image (a PIL image, or None for the encoder's own square)."""
+        return self.num_tokens
 
     def output_shape(self) -> tuple[int, int]:
         """(tokens, channels) of the output, found by a shape-only forward (no compute)."""
@@ -408,6 +418,8 @@ class HFEncoder(VisionEncoder):
         super().__init__(cfg, size, mean, std)
         self.model, self.family = model, family
         self._processor = None
+        if family == "siglip":  # its attention-pool head feeds only pooler_output (never read): skip it
+            getattr(model, "vision_model", model).use_head = False  # (transformers 4.x nests the tower)
         self.prefix = 0 if family == "siglip" else 1 + int(getattr(hf_config, "num_register_tokens", 0) or 0)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -451,6 +463,53 @@ class QwenVisionEncoder(VisionEncoder):
         self.model = model
         self.patch, self.merge, self.temporal = (hf_config.patch_size, hf_config.spatial_merge_size,
                                                  hf_config.temporal_patch_size)
+        self.native = cfg.aspect == "native"
+        # the Qwen2-VL image processor's defaults: 56 x 56 to 28 x 28 x 1280 pixels
+        self.min_pixels, self.max_pixels = cfg.min_pixels or 56 * 56, cfg.max_pixels or 28 * 28 * 1280
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ScopebenchError(f"encoder '{cfg.spec}': min_pixels {self.min_pixels} and max_pixels "
+                                  f"{self.max_pixels} must satisfy 0 < min_pixels <= max_pixels")
+        self._processor = None
+
+    aspects = ("canvas", "native")
+
+    def token_grid(self, image) -> tuple[int, int] | None:
+        """The merged-token grid of ``image`` at native resolution: the processor's ``smart_resize`` (sides
+        multiples of patch x merge, pixels within min / max pixels) over patch x merge."""
+        if not self.native or image is None:
+            return None
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        unit = self.patch * self.merge
+        h, w = smart_resize(image.height, image.width, factor=unit, min_pixels=self.min_pixels,
+                            max_pixels=self.max_pixels)
+        return h // unit, w // unit
+
+    def tokens_for(self, image) -> int:
+        grid = self.token_grid(image)
+        return self.num_tokens if grid is None else grid[0] * grid[1]
+
+    def forward(self, images: torch.Tensor | ImageBatch) -> torch.Tensor:
+        """At aspect ``native``, images of one token grid (``token_grid``) through the model's own processor
+        (``Qwen2VLImageProcessor`` with min / max pixels) and the vision model; else as every encoder."""
+        if not (self.native and isinstance(images, ImageBatch)):
+            return super().forward(images)
+        if self._processor is None:
+            from transformers import Qwen2VLImageProcessor
+
+            self._processor = Qwen2VLImageProcessor(
+                patch_size=self.patch, merge_size=self.merge, temporal_patch_size=self.temporal,
+                min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        inputs = self._processor(images=images.images, return_tensors="pt")
+        grid = inputs["image_grid_thw"]
+        counts = (grid.prod(-1) // self.merge**2).tolist()
+        if len(set(counts)) > 1:
+            raise ScopebenchError(f"encoder '{self.cfg.spec}': one batch of images of several token grids; "
+                                  "the model encodes them grid by grid")
+        dtype = next(self.parameters()).dtype
+        merged = self.model(inputs["pixel_values"].to(images.device, dtype),
+                            grid_thw=grid.to(images.device)).pooler_output
+        return torch.stack(merged.split(counts))
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         b, c, h, w = pixels.shape
@@ -610,6 +669,8 @@ def create_encoder(cfg: EncoderConfig | str, **overrides: Any) -> VisionEncoder:
     if cfg.aspect not in ASPECTS:
         raise ScopebenchError(f"encoder '{cfg.spec}': aspect must be one of {', '.join(ASPECTS)}, "
                               f"got '{cfg.aspect}'")
+    if (cfg.min_pixels or cfg.max_pixels) and cfg.aspect != "native":
+        raise ScopebenchError(f"encoder '{cfg.spec}': min_pixels / max_pixels need aspect: native")
     check_overrides(source, cfg.overrides, f"encoder '{cfg.spec}': overrides")
     check_transformers_config(cfg.config, f"encoder '{cfg.spec}': config")
     builder = {"timm": TimmEncoder, "open_clip": OpenClipEncoder, "hf": _build_hf}[source]
@@ -619,6 +680,9 @@ def create_encoder(cfg: EncoderConfig | str, **overrides: Any) -> VisionEncoder:
         raise
     except (TypeError, ValueError, AssertionError) as err:
         raise ScopebenchError(f"encoder '{cfg.spec}' cannot be built with these options: {err}") from None
+    if cfg.aspect not in enc.aspects:
+        raise ScopebenchError(f"encoder '{cfg.spec}': aspect '{cfg.aspect}' is not one this encoder takes; "
+                              f"use one of {', '.join(enc.aspects)}")
     if enc.image_size <= 0 or not math.isfinite(enc.image_size):
         raise ScopebenchError(f"encoder '{cfg.spec}': invalid image_size {enc.image_size}")
     return enc

@@ -17,7 +17,7 @@ from torch import nn
 
 from scopebench.config import ModelConfig, Policy, Route, route_name
 from scopebench.errors import ScopebenchError
-from scopebench.models.encoders import VisionEncoder, create_encoder
+from scopebench.models.encoders import ImageBatch, VisionEncoder, create_encoder
 from scopebench.models.generation import TextMixin, interleave, split_images
 from scopebench.models.router import CrossAttentionRouter, router_losses
 from scopebench.models.tokenizer import Layout
@@ -159,7 +159,7 @@ class MultiEncoderVLM(TextMixin, nn.Module):
         return [self.paths()[0]] * b, probs
 
     def route_and_encode(
-        self, images: torch.Tensor, text: torch.Tensor, prompt_mask: torch.Tensor, ranks: bool,
+        self, images: torch.Tensor | ImageBatch, text: torch.Tensor, prompt_mask: torch.Tensor, ranks: bool,
         every_route: bool = False,
     ) -> tuple[list[Route], torch.Tensor | None, dict[str, torch.Tensor] | None, Iterator[Group]]:
         """Route a batch and encode it, grouped by route: (routes, router probabilities, effective ranks,
@@ -167,36 +167,97 @@ class MultiEncoderVLM(TextMixin, nn.Module):
         record each encoder's per-sample effective rank (else None); ``every_route``: every sample in every
         route the policy can take (soft router training). Each group, made as it is iterated, is (route,
         sample indices, the same as a tensor, visual tokens). Under ``/blind`` the route is chosen on the
-        real image and every encoder feeding the LLM sees a black one."""
-        shared_feats = self.shared(images)
-        routes, probs = self.choose_routes(shared_feats, text, prompt_mask)
+        real image and every encoder feeding the LLM sees a black one. With an encoder at native resolution
+        (Qwen2.5-VL, aspect ``native``) the batch is encoded and routed in parts of one token grid, and a
+        route's group is split likewise."""
+        parts = self._by_grid(images, [self.shared], list(range(len(images))))
+        shared_feats, routes, probs = self._shared_and_routes(images, parts, text, prompt_mask)
         if self.policy.blind:
             images = torch.zeros_like(images)
-            shared_feats = self.shared(images)
+            shared_feats = self._shared_and_routes(images, parts)[0]
         groups: dict[Route, list[int]] = {}
         for i, r in enumerate(routes):
             groups.setdefault(r, []).append(i)
         if every_route:
             groups = {r: list(range(len(routes))) for r in self.paths()}
-        eranks = self._rank_table(shared_feats) if ranks else None
+        eranks = self._rank_table(shared_feats, len(routes)) if ranks else None
         return routes, probs, eranks, self._groups(images, shared_feats, groups, eranks)
+
+    def _shared_and_routes(self, images, parts: list[list[int]], text=None, prompt_mask=None):
+        """Shared features (B, N, C), or per sample (N_i, C) over several grid parts, and, given ``text``,
+        each sample's route and router probabilities (B, E)."""
+        if len(parts) == 1:
+            feats = self.shared(images)
+            if text is None:
+                return feats, None, None
+            return (feats, *self.choose_routes(feats, text, prompt_mask))
+        per_sample: list = [None] * len(images)
+        routes: list = [None] * len(images)
+        probs = None
+        for idx in parts:
+            ix = torch.tensor(idx, device=images.device)
+            feats = self.shared(images[ix])
+            for j, i in enumerate(idx):
+                per_sample[i] = feats[j]
+            if text is not None:
+                part_routes, part_probs = self.choose_routes(feats, text[ix], prompt_mask[ix])
+                for j, i in enumerate(idx):
+                    routes[i] = part_routes[j]
+                if part_probs is not None:
+                    probs = part_probs.new_zeros(len(images), part_probs.shape[1]) if probs is None else probs
+                    probs[ix] = part_probs
+        return per_sample, routes, probs
+
+    def _by_grid(self, images, encoders: list[VisionEncoder], idx: list[int]) -> list[list[int]]:
+        """``idx`` split into parts whose images give every encoder of ``encoders`` one token grid (one part
+        unless an encoder runs at native resolution)."""
+        if not isinstance(images, ImageBatch) or not any(e.native for e in encoders):
+            return [idx]
+        parts: dict[tuple, list[int]] = {}
+        for i in idx:
+            key = tuple(e.token_grid(images.images[i]) for e in encoders)
+            parts.setdefault(key, []).append(i)
+        return list(parts.values())
 
     def _groups(self, images, shared_feats, groups: dict[Route, list[int]],
                 eranks: dict | None) -> Iterator[Group]:
-        for route, idx in groups.items():
-            ix = torch.tensor(idx, device=images.device)
-            feats = self.encode_routed(images[ix], route)
-            if eranks is not None:
-                for e, f in feats.items():
-                    eranks[e][ix] = effective_rank(f)
-            yield route, idx, ix, self.fuse(shared_feats[ix], feats, route)
+        for route, members in groups.items():
+            for idx in self._by_grid(images, [self.shared, *(self.routed[e] for e in route)], members):
+                ix = torch.tensor(idx, device=images.device)
+                feats = self.encode_routed(images[ix], route)
+                if eranks is not None:
+                    for e, f in feats.items():
+                        eranks[e][ix] = effective_rank(f)
+                shared = (shared_feats[ix] if isinstance(shared_feats, torch.Tensor)
+                          else torch.stack([shared_feats[i] for i in idx]))
+                yield route, idx, ix, self.fuse(shared, feats, route)
 
-    def _rank_table(self, shared_feats: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _rank_table(self, shared_feats, n: int) -> dict[str, torch.Tensor]:
         """Per-sample effective ranks of each encoder's pre-projector features: "shared" and every routed
         encoder, NaN where the sample's route did not run it (filled in group by group)."""
-        table = {name: shared_feats.new_full((shared_feats.shape[0],), float("nan"), dtype=torch.float32)
+        if isinstance(shared_feats, torch.Tensor):
+            shared = effective_rank(shared_feats)
+        else:  # per sample, of several token grids
+            shared = torch.cat([effective_rank(f[None]) for f in shared_feats])
+        table = {name: shared.new_full((n,), float("nan"), dtype=torch.float32)
                  for name in self.cfg.routed_names}
-        return {"shared": effective_rank(shared_feats), **table}
+        return {"shared": shared, **table}
+
+    def visual_tokens(self, images: ImageBatch | torch.Tensor, route: Route) -> int:
+        """How many visual tokens the LLM gets for one request's images (an ``ImageBatch`` or (n, 3, H, W)) on
+        ``route``: the shared and routed encoders' tokens of each image (channel fusion: the shared ones;
+        token-level MoE: twice the shared ones), each image at its own token grid under native resolution."""
+        total = 0
+        for k in range(len(images)):
+            image = images.images[k] if isinstance(images, ImageBatch) else None
+            shared = self.shared.tokens_for(image)
+            if self.cfg.fusion == "channel":
+                total += shared
+            elif self.policy.kind == "token_moe":
+                total += 2 * shared
+            else:
+                total += shared + sum(self.routed[e].tokens_for(image) for e in route)
+        return total
 
     # ----- visual tokens ------------------------------------------------------------------
     def encode_routed(self, images: torch.Tensor, route: Route) -> dict[str, torch.Tensor]:
