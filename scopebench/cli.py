@@ -69,13 +69,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
+                           help="Print the version and exit.")
     ] = False,
 ) -> None:
     """scopebench: what a multi-encoder VLM is worth, in accuracy and in compute."""
 
 
-Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout and nothing else.")]
+Json = Annotated[bool, typer.Option("--json", metavar="",  # a flag: no "<bool>" in --help
+                                    help="Print machine-readable JSON on stdout and nothing else.")]
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 
 
@@ -83,7 +85,7 @@ Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 @user_errors
 def models(
     name: Annotated[str | None, typer.Argument(
-        help="A preset, demo model or checkpoint dir to show in full.")] = None,
+        metavar="NAME", help="A preset, demo model or checkpoint dir to show in full.")] = None,
     json_out: Json = False,
 ) -> None:
     """List model presets, demo models and checkpoints; with NAME, show its resolved config."""
@@ -97,7 +99,8 @@ def models(
 def eval_(
     model: Annotated[
         list[str] | None,
-        typer.Argument(help="Checkpoint dirs, presets or demo model names (default: the demo models).")
+        typer.Argument(metavar="MODEL",
+                       help="Checkpoint dirs, presets or demo model names (default: the demo models).")
     ] = None,
     suite: Annotated[str, typer.Option(help="Built-in suite name or suite YAML file.")] = "cambrian16-mini",
     tasks: Annotated[str | None, typer.Option(
@@ -107,9 +110,10 @@ def eval_(
     device: Device = "cpu",
     output: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<suite>).")] = None,
     judge: Annotated[bool, typer.Option(
-        help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
+        metavar="", help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
     overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace the results of another model of the same name in --output.")] = False,
+        "--overwrite", metavar="",
+        help="Replace the results of another model of the same name in --output.")] = False,
     dtype: Annotated[str, typer.Option(
         help="auto (the checkpoint's stored dtype on CUDA, float32 on CPU), float32, bfloat16 or float16.")
     ] = "auto",
@@ -137,8 +141,8 @@ def eval_(
 @app.command()
 @user_errors
 def assemble(
-    config: Annotated[str, typer.Argument(help="A model config YAML naming local pretrained parts, or a "
-                                               "preset.")],
+    config: Annotated[str, typer.Argument(
+        metavar="CONFIG", help="A model config YAML naming local pretrained parts, or a preset.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The checkpoint folder to write (new).")],
     weights: Annotated[list[Path] | None, typer.Option(
         "--weights", help="Trained tensors (safetensors) from another codebase; repeatable.")] = None,
@@ -148,7 +152,8 @@ def assemble(
     max_shard_size: Annotated[str, typer.Option(help="Shard the weights above this size (e.g. 5GB).")
                               ] = "5GB",
     allow_random: Annotated[bool, typer.Option(
-        "--allow-random", help="Randomly initialise what nothing supplies (marks the checkpoint untrained).")
+        "--allow-random", metavar="",
+        help="Randomly initialise what nothing supplies (marks the checkpoint untrained).")
     ] = False,
     json_out: Json = False,
 ) -> None:
@@ -171,13 +176,14 @@ def assemble(
 @user_errors
 def flops(
     model: Annotated[str, typer.Argument(
+        metavar="MODEL",
         help="Checkpoint dir, preset, demo model, or encoder spec (timm:NAME, open_clip:NAME, hf:ID).")],
     image_size: Annotated[int | None, typer.Option(help="Override every encoder's input resolution.")] = None,
     prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
     generated_tokens: Annotated[int, typer.Option(
         help="Generated tokens (decode cost per token is reported).")] = 16,
     meta: Annotated[bool, typer.Option(
-        "--meta", help="Count on the meta device: no weights, any size.")] = False,
+        "--meta", metavar="", help="Count on the meta device: no weights, any size.")] = False,
     counter: Annotated[str, typer.Option(help="fvcore (jit trace) or torch (FlopCounterMode).")] = "fvcore",
     output: Annotated[Path | None, typer.Option(
         help="Run directory: add per-path costs and expected costs under routing.")] = None,
@@ -195,7 +201,8 @@ def flops(
 @app.command()
 @user_errors
 def latency(
-    model: Annotated[str, typer.Argument(help="Checkpoint dir, preset, demo model, or encoder spec.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL",
+                                         help="Checkpoint dir, preset, demo model, or encoder spec.")],
     batch_size: Annotated[int, typer.Option(help="Images per forward.")] = 1,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up iterations.")] = 5,
     repeats: Annotated[int, typer.Option(help="Timed iterations.")] = 30,
@@ -203,7 +210,7 @@ def latency(
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
     cuda_graphs: Annotated[bool, typer.Option(
-        help="Capture each encoder in a CUDA graph (CUDA only).")] = False,
+        metavar="", help="Capture each encoder in a CUDA graph (CUDA only).")] = False,
     output: Annotated[Path | None, typer.Option(help="Run directory to add latency rows to.")] = None,
     json_out: Json = False,
 ) -> None:
@@ -220,7 +227,8 @@ def latency(
 @app.command()
 @user_errors
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories written by `scopebench eval`.")],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR",
+                                                   help="Run directories written by `scopebench eval`.")],
     scores: Annotated[Path | None, typer.Option(
         help="CSV of external scores: model,benchmark,score (native scale).")] = None,
     format: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -35,6 +36,12 @@ from scopebench.tables import (
 )
 
 MANIFEST = "manifest.json"
+
+
+def folder_name(name: str) -> str:
+    """A model name as one folder name on any file system: each character but letters, digits and
+    ``@+=,._-~`` percent-encoded (``demo-baseline-all@all/mask:conv`` -> ``...@all%2Fmask%3Aconv``)."""
+    return quote(name, safe="@+=,")
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,12 @@ class RunDir:
 
     # ----- parts and the lock ---------------------------------------------------------------------
     def part(self, model: str, task: str) -> Path:
-        return self.path / "parts" / model.replace("/", "_") / task
+        """The part folder of (model, task); one named by an earlier scopebench ('/' -> '_') is kept."""
+        parts = self.path / "parts"
+        old = parts / model.replace("/", "_") / task
+        if old.is_dir() and not (parts / folder_name(model)).exists():
+            return old
+        return parts / folder_name(model) / task
 
     def finished_parts(self) -> list[Path]:
         return sorted(done.parent for done in self.path.glob("parts/*/*/done"))

@@ -23,6 +23,7 @@ e.g. "rule-based answer extraction").
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -88,13 +89,19 @@ class Suite:
     categories: tuple[str, ...] = field(default=())
 
     def benchmark(self, name_or_task: str) -> Benchmark:
+        """The benchmark with this name or task id; letter case counts only to tell two apart."""
         for b in self.benchmarks:
             if name_or_task in (b.name, b.task):
                 return b
-        known = [b.name for b in self.benchmarks] + [b.task for b in self.benchmarks]
+        wanted = name_or_task.casefold()
+        folded = [b for b in self.benchmarks if wanted in (b.name.casefold(), b.task.casefold())]
+        if len(folded) == 1:
+            return folded[0]
+        known = {k.casefold(): k for b in reversed(self.benchmarks) for k in (b.task, b.name)}  # names win
+        close = difflib.get_close_matches(wanted, list(known), n=1)
         raise ScopebenchError(
             f"unknown benchmark or task '{name_or_task}' in suite '{self.name}'"
-            f"{suggest(name_or_task, known)}; "
+            f"{f' (did you mean {known[close[0]]!r}?)' if close else ''}; "
             f"choose from: {', '.join(f'{b.name} ({b.task})' for b in self.benchmarks)}"
         )
 

@@ -44,7 +44,7 @@ def invoke(*args):
 
 
 def test_table_format_shows_scores_compute_routing_and_oracle(run_dir, truth):
-    r = invoke(run_dir)
+    r = runner.invoke(app, ["report", str(run_dir)], env={"COLUMNS": "300"})  # a model's row on one line
     assert r.exit_code == 0, r.output
     out = r.stdout
     for title in ("Scores on cambrian16", "Compute vs accuracy", "Cost per path", "Routing of demo-scope",
@@ -339,9 +339,11 @@ def test_vision_dependence_known_answers(run_dir, tmp_path):
             assert row["n"] == 0 and row["gain_low"] is None
         else:
             assert row["n"] == 30 and 0 < row["gain_low"] < row["gain"] < row["gain_high"]
-    assert (vision["Overall"]["gain"] == pytest.approx(seeing.mean() - 10.0 / 16)
-            and vision["Overall"]["n"] == 0)
-    assert vision["General"]["n"] == 0 and vision["Knowledge"]["n"] == 120
+    overall = vision["Overall"]  # an interval too: MME-P (no per-sample mean) held at its gain, and named
+    assert overall["gain"] == pytest.approx(seeing.mean() - 10.0 / 16) and overall["n"] == 15 * 30
+    assert overall["fixed"] == ["MME-P"] and overall["gain_low"] < overall["gain"] < overall["gain_high"]
+    assert vision["General"]["n"] == 90 and vision["Knowledge"]["n"] == 120
+    assert vision["Knowledge"]["fixed"] == []
     models = {m["model"]: m for m in doc["models"]}
     assert models["demo-scope"]["reference"] == "demo-baseline-all"
     assert (models["demo-scope@blind"]["reference"] is None

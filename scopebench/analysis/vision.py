@@ -6,9 +6,10 @@ much of its score needs the image:
 gain = score - blind score. A benchmark with a small gain is answered from the text (the question
 and the LLM's priors) rather than from the image.
 
-The 95% interval of a gain is a paired bootstrap over samples (pairs by benchmark and doc id), given
-when every benchmark of the row is scored as the mean of its per-sample scores (not, e.g., MME's
-per-image pairs, or benchmarks whose per-sample scores are not stored).
+The 95% interval of a gain is a paired bootstrap over samples (pairs by benchmark and doc id) of the
+benchmarks scored as the mean of their per-sample scores; a category or overall row holds its other
+benchmarks (e.g. MME's per-image pairs, or benchmarks whose per-sample scores are not stored) at their
+gain, and names them in ``fixed``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from scopebench.run_dir import ModelEntry
 from scopebench.suites import Suite
 
 BLIND = "/blind"
-COLUMNS = ["model", "blind_model", "group", "level", "score", "blind", "gain", "gain_low", "gain_high", "n"]
+COLUMNS = ["model", "blind_model", "group", "level", "score", "blind", "gain", "gain_low", "gain_high", "n",
+           "fixed"]  # fixed: the row's benchmarks without per-sample scores (held at their gain)
+
+
+def _gain(agg: Aggregate, model: str, blind: str, bench: str) -> float:
+    return float(agg.benchmarks.loc[model, bench] - agg.benchmarks.loc[blind, bench])
 
 
 def blind_pairs(models: dict[str, ModelEntry], names: list[str]) -> dict[str, str | None]:
@@ -62,10 +68,15 @@ def vision_gains(
         for group, level, members in rows_of:
             source = agg.benchmarks if level == "benchmark" else agg.categories
             score, blind_score = source.loc[model, group], source.loc[blind, group]
-            ci = (bootstrap_delta([diffs[b] for b in members], n_resamples=n_resamples, seed=seed)
-                  if members and all(b in diffs for b in members) else None)
+            sampled = [b for b in members if b in diffs]
+            ci = bootstrap_delta([diffs[b] for b in sampled], n_resamples=n_resamples, seed=seed) \
+                if sampled else None
+            gain = score - blind_score
+            # benchmarks without per-sample scores are held at their gain: the interval of the row's mean
+            fixed = sum(_gain(agg, model, blind, b) for b in members if b not in diffs)
+            low, high = ((len(sampled) * x + fixed) / len(members) for x in (ci.low, ci.high)) if ci \
+                else (math.nan, math.nan)
             rows.append({"model": model, "blind_model": blind, "group": group, "level": level, "score": score,
-                         "blind": blind_score, "gain": score - blind_score,
-                         "gain_low": ci.low if ci else math.nan, "gain_high": ci.high if ci else math.nan,
-                         "n": ci.n_samples if ci else 0})
+                         "blind": blind_score, "gain": gain, "gain_low": low, "gain_high": high,
+                         "n": ci.n_samples if ci else 0, "fixed": [b for b in members if b not in diffs]})
     return pd.DataFrame(rows, columns=COLUMNS)

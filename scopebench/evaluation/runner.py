@@ -27,7 +27,7 @@ from scopebench.evaluation.parts import (
     restore_finished,
     stale_setting,
 )
-from scopebench.run_dir import RunDir, environment
+from scopebench.run_dir import RunDir, environment, folder_name
 from scopebench.suites import Benchmark, Suite, load_suite
 from scopebench.tables import locked, remove_stale_temp_files
 
@@ -186,7 +186,9 @@ def run_eval(
             todo.append((r, b))
             if why:
                 stale[why] = stale.get(why, 0) + 1
-    with _progress(json_out or rank != 0) as progress:
+    from scopebench.evaluation.display import EvalProgress
+
+    with EvalProgress(len(todo), disabled=json_out or rank != 0) as progress:
         _evaluate(job, todo, progress)
     if rank != 0:
         return
@@ -197,8 +199,8 @@ def run_eval(
     print_scores(run.path, suite_obj, wanted, json_out=json_out)
     if not json_out:
         again = "".join(f"; {n} re-run (they had {why})" for why, n in stale.items())
-        print(f"(model, task) parts: {len(todo)} evaluated, {reused} reused from earlier runs{again}",
-              file=sys.stderr)
+        print(f"(model, task) parts: {len(todo)} evaluated, {reused} reused from earlier runs{again}; "
+              f"per-sample answers: {run.path / 'parts'}/MODEL/TASK/lmms_eval_samples.jsonl", file=sys.stderr)
 
 
 def _prepare(run: RunDir, fields: dict[str, Any], entries: dict[str, dict]) -> None:
@@ -225,20 +227,19 @@ def _evaluate(job: Job, todo: list[tuple[str, Benchmark]], progress) -> None:
         model, settings, part = job.models[ref].name, job.settings[ref, bench.name], job.part(ref, bench)
         part.mkdir(parents=True, exist_ok=True)
         if ref != current:
-            offload = job.run.path / "offload" / model if job.placement["device_map"] else None
+            offload = job.run.path / "offload" / folder_name(model) if job.placement["device_map"] else None
             lm, current = ScopeLMM(ref, device=settings["device"], batch_size=settings["batch_size"],
                                    dtype=settings["dtype"], offload_dir=offload, **job.placement), ref
         # one process per part at a time; two single-process runs of one model share the work
         with locked(part, PART_LOCK.format(rank=lm.rank)):
             done = read_done(part)
             if world == 1 and done is not None and stale_setting(done, settings) is None:
+                progress.finish()
                 continue  # another process finished it while this one waited
             remove_stale_temp_files(part)
-            bar = progress.add_task(f"{model} · {bench.name}", total=None)
-            lm.begin_task(part, on_batch=lambda k, total, bar=bar: progress.update(bar, total=total,
-                                                                                   advance=k))
+            lm.begin_task(part, on_batch=progress.start(f"{model} · {bench.name}"))
             results = _run_task(simple_evaluate, lm, job, bench, part, model, settings)
-            progress.update(bar, completed=progress.tasks[-1].total or 0)
+            progress.finish()
             if lm.rank != 0 or results is None:
                 continue
             score, routes = collect(results, bench, settings["task"], model, job.suite, read_traces(part),
@@ -286,13 +287,3 @@ def _reset_task_state() -> None:
         for k in ocr.OCRBench_score:
             ocr.OCRBench_score[k] = 0
 
-
-def _progress(disabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        # bound to the real stderr: lmms-eval's output is redirected to a log while the bars refresh
-        console=Console(file=sys.stderr), disable=disabled, transient=False,
-    )

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+
+from scopebench.reporting import terminal
+from scopebench.reporting.terminal import Col, print_table
+from scopebench.run_dir import RunDir
 
 G = 1e9
 
@@ -29,47 +32,36 @@ def _path_label(p: dict) -> str:
     return "shared+all (reference)" if p["reference"] else p["path"]
 
 
-def _console() -> Console:
-    """Wide enough for the tables when not writing to a terminal (pipes, files)."""
-    console = Console()
-    return console if console.is_terminal else Console(width=140)
-
-
 def print_flops(result: dict, expected=None, output: Path | None = None) -> None:
-    """Per-path summary, per-component breakdown, uncounted ops and notes."""
-    console = _console()
+    """Per-path summary, per-component breakdown, uncounted ops, notes and what was written."""
+    console = terminal.console()
     has_llm = result["prompt_tokens"] is not None
     context = (f"prompt {result['prompt_tokens']} tokens, {result['generated_tokens']} generated; "
                if has_llm else "")
-    summary = Table(title=f"[bold]{result['model']}[/]: compute per path "
-                          f"({context}counter {result['counter']}, "
-                          f"device {result['device']}; FLOPs = 2 x MACs)")
-    cols = ["path", "visual tokens", "GMACs", "GFLOPs"]
-    cols += ["decode GFLOPs/token"] if has_llm else []
-    cols += ["params", "active"]
+    cols = [Col("path", "left", key=True), Col("visual tokens"), Col("GMACs"), Col("GFLOPs")]
+    cols += [Col("decode GFLOPs/token")] if has_llm else []
+    cols += [Col("params"), Col("active")]
     routed = any(p["saving_vs_all"] is not None for p in result["paths"])
-    cols += ["saving vs all"] if routed else []
-    for c in cols:
-        summary.add_column(c, justify="left" if c == "path" else "right", no_wrap=c != "path",
-                           overflow="fold", ratio=3 if c == "path" else None)
+    cols += [Col("saving vs all")] if routed else []
+    rows = []
     for p in result["paths"]:
         row = [_path_label(p), str(p["visual_tokens"]), _num(p["total"]["macs"] / G, ",.1f"),
                _num(p["total"]["flops"] / G, ",.1f")]
         row += [_num(p["decode_per_token"]["flops"] / G)] if has_llm else []
         row += [_params(p["params"]), _params(p["active_params"])]
         row += [_saving(p["saving_vs_all"])] if routed else []
-        summary.add_row(*row)
-    console.print(summary)
-    detail = Table(title="per component")
-    for c in ("path", "component", "GMACs", "GFLOPs", "params", "counter"):
-        detail.add_column(c, justify="left" if c in ("path", "component", "counter") else "right",
-                          no_wrap=c != "path", overflow="fold")
+        rows.append(row)
+    print_table(console, f"{result['model']}: compute per path ({context}counter {result['counter']}, "
+                         f"device {result['device']}; FLOPs = 2 x MACs)", cols, rows)
+    rows, sections = [], set()
     for p in result["paths"]:
         for i, (name, c) in enumerate(p["components"].items()):
-            detail.add_row(_path_label(p) if i == 0 else "", name, _num(c["macs"] / G, ",.3f"),
-                           _num(c["flops"] / G, ",.3f"), _params(c["params"]), c["counter"])
-        detail.add_section()
-    console.print(detail)
+            rows.append([_path_label(p) if i == 0 else "", name, _num(c["macs"] / G, ",.3f"),
+                         _num(c["flops"] / G, ",.3f"), _params(c["params"]), c["counter"]])
+        sections.add(len(rows) - 1)
+    print_table(console, "per component", [
+        Col("path", "left", key=True), Col("component", "left", key=True), Col("GMACs"), Col("GFLOPs"),
+        Col("params"), Col("counter", "left")], rows, sections=sections)
     ref = next((p for p in result["paths"] if p["reference"]), None)
     if ref is not None:
         console.print(f"shared+all (reference) = {ref['path']}: the all-encoders path of the same pool, "
@@ -87,37 +79,39 @@ def print_flops(result: dict, expected=None, output: Path | None = None) -> None
                       highlight=False)
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
-    if expected is not None:
+    if output is not None:
         _print_expected(console, expected, output)
+        written = f"{len(result['paths'])} paths" + (f" and {len(expected)} benchmarks' expected costs"
+                                                      if expected is not None and len(expected) else "")
+        console.print(f"wrote {written} of {result['model']} to {RunDir(output).file('costs')}",
+                      highlight=False)
 
 
-def _print_expected(console: Console, expected, output: Path | None) -> None:
+def _print_expected(console: Console, expected, output: Path) -> None:
     if not len(expected):
         console.print(f"no routes for this model in {output}: wrote per-path costs only "
                       "(expected costs need `scopebench eval` routes)", highlight=False)
         return
-    table = Table(title=f"expected compute under the observed routing ({output})")
-    for c in ("benchmark", "expected GFLOPs", "saving vs all encoders"):
-        table.add_column(c, justify="left" if c == "benchmark" else "right")
+    rows = []
     for _, r in expected.iterrows():
         saving = r.get("saving_vs_all")
-        table.add_row(str(r["benchmark"]), _num(float(r["flops"]) / G),
-                      "-" if saving is None or saving != saving else f"{100 * saving:.1f}%")
-    console.print(table)
+        rows.append([str(r["benchmark"]), _num(float(r["flops"]) / G),
+                     "-" if saving is None or saving != saving else f"{100 * saving:.1f}%"])
+    print_table(console, f"expected compute under the observed routing ({output})",
+                [Col("benchmark", "left", key=True), Col("expected GFLOPs"), Col("saving vs all encoders")],
+                rows)
 
 
 def print_latency(result: dict) -> None:
     """Per path and component: median ± IQR, achieved TFLOP/s and fraction of peak."""
-    console = _console()
+    console = terminal.console()
     peak = result.get("peak_tflops")
-    title = (f"[bold]{result['model']}[/]: latency on {result['device']} ({result['dtype']}, batch "
+    title = (f"{result['model']}: latency on {result['device']} ({result['dtype']}, batch "
              f"{result['batch_size']}, {result['repeats']} repeats"
              + (f", {result['threads']} threads" if result.get("threads") else "") + ")")
-    table = Table(title=title)
-    cols = ["path", "component", "median ms", "IQR ms", "GFLOPs", "TFLOP/s"] + (["of peak"] if peak else [])
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("path", "component") else "right", no_wrap=c != "path",
-                         overflow="fold")
+    cols = [Col("path", "left", key=True), Col("component", "left", key=True), Col("median ms"),
+            Col("IQR ms"), Col("GFLOPs"), Col("TFLOP/s")] + ([Col("of peak")] if peak else [])
+    rows, sections = [], set()
     for p in result["paths"]:
         timed = {**p["components"], "total (first token)": p["total"]}
         for i, (name, t) in enumerate(timed.items()):
@@ -125,6 +119,6 @@ def print_latency(result: dict) -> None:
                    _num(t["flops"] / G), _num(t["tflops"], ",.3f")]
             row += ([f"{100 * t['peak_fraction']:.1f}%" if t.get("peak_fraction") is not None else "-"]
                     if peak else [])
-            table.add_row(*row)
-        table.add_section()
-    console.print(table)
+            rows.append(row)
+        sections.add(len(rows) - 1)
+    print_table(console, title, cols, rows, sections=sections)

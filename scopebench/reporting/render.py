@@ -23,6 +23,7 @@ class Section:
     caption: str = ""
     bold_rows: set[int] = field(default_factory=set)
     text: tuple[int, ...] = (0,)  # text columns (left-aligned, not wrapped); the rest are numbers
+    keys: tuple[int, ...] = (0,)  # what a row is about: repeated when a terminal table is split
 
 
 def flops_unit(values) -> tuple[str, float]:
@@ -136,7 +137,7 @@ def paths_section(report: Report) -> Section:
         "Cost per path", ["model", "path", unit, "visual tokens", "active params",
                           "latency ms (median ± IQR)",
                           "batch", "device"],
-        rows, f"static counts per routed path ({FLOPS_NOTE})", text=(0, 1, 7),
+        rows, f"static counts per routed path ({FLOPS_NOTE})", text=(0, 1, 7), keys=(0, 1),
     )
 
 
@@ -207,7 +208,7 @@ def roles_section(report: Report) -> list[Section]:
         "the score without the encoder, masked at inference or retrained without it (points, 0-100); "
         "eff. rank = mean entropy effective rank of its pre-projector features in the full model; "
         + "; ".join(used),
-        bold, text=(0, 1),
+        bold, text=(0, 1), keys=(0, 1),
     )]
 
 
@@ -220,6 +221,7 @@ def vision_section(report: Report) -> list[Section]:
     order = list(dict.fromkeys(v["group"]))
     cells = {(r["model"], r["group"]): r for r in v.to_dict("records")}
     rows, bold = [], set()
+    fixed = {}
     for group in order:
         level = cells[(models[0], group)]["level"]
         if level != "benchmark":
@@ -227,21 +229,35 @@ def vision_section(report: Report) -> list[Section]:
         row = [f"{group} mean" if level == "category" else group]
         for m in models:
             r = cells[(m, group)]
-            ci = f" [{num(r['gain_low'], '+.1f')}, {num(r['gain_high'], '+.1f')}]" if r["n"] else ""
-            row += [num(r["score"]), num(r["blind"]), num(r["gain"], "+.1f") + ci]
+            row += [num(r["score"]), num(r["blind"]), num(r["gain"], "+.1f") + _gain_ci(r, fixed)]
         rows.append(row)
     pairs = ", ".join(f"{m} vs {b}" for m, b in dict.fromkeys(zip(v["model"], v["blind_model"], strict=True)))
+    marks = "; ".join(f"{mark} = interval holding {', '.join(names)} at their gain"
+                      for names, mark in fixed.items())
     return [Section(
         "Vision dependence",
         ["benchmark", *[c for m in models for c in (m, "blind", "gain")]],
         rows,
-        "blind = the same model with vision disabled (same routes; every encoder feeding the LLM sees "
-        "a black "
-        "image; Cambrian-1's 'Who's answering: LLM or MLLM?'); gain = score - blind score (points, 0-100), "
-        "with a 95% paired-bootstrap interval where every "
-        f"benchmark of the row scores as a mean of its stored per-sample scores; {pairs}",
+        "blind = the same model with vision disabled (same routes; every encoder feeding the LLM sees a "
+        "black image; Cambrian-1's 'Who's answering: LLM or MLLM?'); gain = score - blind score (points, "
+        "0-100), with a 95% paired-bootstrap interval over the per-sample scores; no interval for a "
+        "benchmark whose score is not the mean of its stored per-sample scores "
+        "(e.g. MME-P, scored on image pairs)"
+        + (f"; {marks}" if marks else "") + f"; {pairs}",
         bold,
     )]
+
+
+def _gain_ci(r: dict, fixed: dict[tuple[str, ...], str]) -> str:
+    """' [low, high]' of a gain; a dagger when the row holds some benchmarks fixed; '(all N alike)' when
+    both runs scored every sample the same (the interval is then one point)."""
+    if not r["n"]:
+        return ""
+    if r["gain_low"] == r["gain_high"] == 0:
+        return f" (same score on all {r['n']} samples)"
+    held = tuple(r.get("fixed") or ())
+    mark = fixed.setdefault(held, "†" * (len(fixed) + 1)) if held and r["level"] != "benchmark" else ""
+    return f" [{num(r['gain_low'], '+.1f')}, {num(r['gain_high'], '+.1f')}]{mark}"
 
 
 def sections(report: Report) -> list[Section]:
@@ -258,19 +274,16 @@ def header_lines(report: Report) -> list[str]:
 
 
 def to_rich(report: Report, console) -> None:
-    """Print the report as rich tables."""
-    from rich.table import Table
+    """Print the report as rich tables that fit ``console`` (see ``reporting.terminal``)."""
+    from scopebench.reporting.terminal import Col, print_table
 
     for line in header_lines(report):
         console.print(line, highlight=False)
+    names = list(report.models["model"])
     for s in sections(report):
-        table = Table(title=s.title, caption=s.caption, title_style="bold", caption_justify="left")
-        for i, c in enumerate(s.columns):
-            table.add_column(c, justify="left" if i in s.text else "right", overflow="fold",
-                             no_wrap=i in s.text)
-        for i, row in enumerate(s.rows):
-            table.add_row(*row, style="bold" if i in s.bold_rows else None)
-        console.print(table)
+        cols = [Col(c, "left" if i in s.text else "right", key=i in s.keys) for i, c in enumerate(s.columns)]
+        styles = ["bold" if i in s.bold_rows else None for i in range(len(s.rows))]
+        print_table(console, s.title, cols, s.rows, s.caption, styles=styles, names=names)
     for note in report.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
 

@@ -14,7 +14,6 @@ from scopebench.errors import ScopebenchError
 from scopebench.tables import TABLES
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
-_WIDTH = 220  # columns for rich tables when not writing to a terminal
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -44,15 +43,14 @@ def to_json(report) -> str:
 
 
 def _table_text(report, to_terminal: bool) -> str | None:
-    from rich.console import Console
-
     from scopebench.reporting.render import to_rich
+    from scopebench.reporting.terminal import console
 
     if to_terminal:
-        to_rich(report, Console(width=None if sys.stdout.isatty() else _WIDTH))
+        to_rich(report, console())
         return None
     buf = io.StringIO()
-    to_rich(report, Console(file=buf, width=_WIDTH, no_color=True, force_terminal=False))
+    to_rich(report, console(file=buf, no_color=True, force_terminal=False))
     return buf.getvalue()
 
 
