@@ -26,6 +26,9 @@ app = typer.Typer(
 demo_app = typer.Typer(
     help="Build the offline demo: the cambrian16-mini suite and the tiny demo checkpoints.")
 app.add_typer(demo_app, name="demo")
+import_app = typer.Typer(help="Convert a model trained elsewhere into a scopebench checkpoint.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 
 OS_HINTS = {  # errno -> the fix, for a file system error on a path the user gave
@@ -170,6 +173,33 @@ def assemble(
     pretrained = ", ".join(done["from_pretrained"]) or "-"
     print(f"wrote {done['output']}: {done['parameters'] / 1e6:.1f} M parameters in {done['dtype']}; "
           f"{done['from_weights']} tensors from --weights; pretrained parts: {pretrained}{random}")
+
+
+@import_app.command("llava-hf")
+@user_errors
+def import_llava_hf(
+    folder: Annotated[Path, typer.Argument(
+        metavar="DIR", help="A transformers LLaVA folder (LlavaForConditionalGeneration, safetensors).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The checkpoint folder to write (new).")],
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    max_shard_size: Annotated[str, typer.Option(help="Shard the weights above this size (e.g. 5GB).")
+                              ] = "5GB",
+    json_out: Json = False,
+) -> None:
+    """A LLaVA checkpoint as a Baseline-0 scopebench checkpoint (vision tower, feature layer, projector, LLM,
+    image processor and prompt layout kept)."""
+    import json
+
+    from scopebench.models.llava_import import import_llava
+
+    done = import_llava(folder, output, dtype, max_shard_size)
+    if json_out:
+        print(json.dumps(done, indent=2))
+        return
+    print(f"wrote {done['output']}: {done['parameters'] / 1e6:.1f} M parameters in {done['dtype']}; "
+          f"vision {done['feature_layer']} layer, class token {'dropped' if done['drop_cls'] else 'kept'}, "
+          f"{done['aspect']} at {done['image_size']} px; "
+          f"{'the tokenizer' if done['chat_template'] else 'the Vicuna'} chat template")
 
 
 @app.command()

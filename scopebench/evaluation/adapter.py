@@ -114,7 +114,7 @@ def _well_formed(rec) -> bool:
                                             for k in ("key", "fingerprint", "task")):
         return False
     answer, probs, eranks = rec.get("answer"), rec.get("probs"), rec.get("eranks", {})
-    tokens = rec.get("visual_tokens", 0)
+    tokens, dropped = rec.get("visual_tokens", 0), rec.get("images_dropped", 0)
     return (isinstance(rec.get("doc_id"), int) and not isinstance(rec["doc_id"], bool)
             and isinstance(rec.get("route"), str) and rec["route"].startswith("shared")
             and isinstance(rec.get("encoder", ""), str)
@@ -122,7 +122,7 @@ def _well_formed(rec) -> bool:
                  or (isinstance(answer, list) and len(answer) == 2 and number(answer[0])))
             and (probs is None or (isinstance(probs, dict) and all(map(number, probs.values()))))
             and isinstance(eranks, dict) and all(map(number, eranks.values()))
-            and isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (tokens, dropped)))
 
 
 def images_to_tensor(visuals: list, size: int) -> torch.Tensor:
@@ -262,7 +262,8 @@ class ScopeLMM(lmms):
                 results[i] = self.done[keys[i]]["answer"]
             if todo:
                 batch = [reqs[i] for i in todo]
-                images = request_images([self._visual(r) for r in batch], self.canvas, self._device)
+                visuals = [self._visuals(r) for r in batch]
+                images = request_images([v for v, _ in visuals], self.canvas, self._device)
                 begin = time.perf_counter()
                 answers, routes, probs, eranks = compute(images, batch)
                 self.model_seconds += time.perf_counter() - begin
@@ -272,7 +273,8 @@ class ScopeLMM(lmms):
                     rec = self._route_record(keys[i], reqs[i].task, reqs[i].doc_id, routes[j],
                                              None if probs is None else probs[j], eranks, j)
                     tokens = self.model.visual_tokens(images[j], routes[j])  # this request's own images
-                    logged.append({**rec, "visual_tokens": tokens, "answer": answers[j]})
+                    logged.append({**rec, "visual_tokens": tokens, "images_dropped": visuals[j][1],
+                                   "answer": answers[j]})
                 self._log(logged)
             if self.on_batch:
                 self.on_batch(len(idx), len(reqs))
@@ -281,9 +283,11 @@ class ScopeLMM(lmms):
     def _doc(self, r: Request):
         return self.task_dict[r.task][r.split][r.doc_id]
 
-    def _visual(self, r: Request):
-        visuals = r.doc_to_visual(self._doc(r)) if r.doc_to_visual else []
-        return visuals[0] if visuals else None
+    def _visuals(self, r: Request) -> tuple[list, int]:
+        """A request's images, up to the model's ``max_images``, and how many above it were dropped."""
+        visuals = list(r.doc_to_visual(self._doc(r)) or []) if r.doc_to_visual else []
+        keep = self.model.cfg.max_images
+        return visuals[:keep], max(0, len(visuals) - keep)
 
     def _continuation(self, r: Request) -> str:
         """A log-likelihood request's continuation: a string, or a function of the document."""

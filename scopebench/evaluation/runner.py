@@ -242,9 +242,24 @@ def _evaluate(job: Job, todo: list[tuple[str, Benchmark]], progress) -> None:
             progress.finish()
             if lm.rank != 0 or results is None:
                 continue
-            score, routes = collect(results, bench, settings["task"], model, job.suite, read_traces(part),
+            traces = read_traces(part)
+            score, routes = collect(results, bench, settings["task"], model, job.suite, traces,
                                     lm.fingerprint)
             finish_part(job.run, part, results, score, routes, settings)
+            _note_dropped(job.run, model, bench.name, traces, lm)
+
+
+def _note_dropped(run: RunDir, model: str, bench: str, traces: list[dict], lm) -> None:
+    """Record in the manifest how many images above the model's ``max_images`` the benchmark's requests
+    lost (``images_dropped``, per benchmark), and say so when any were."""
+    dropped = sum(r.get("images_dropped", 0) for r in traces if r["fingerprint"] == lm.fingerprint)
+    keep = lm.model.cfg.max_images
+    with run.lock():
+        counts = run.manifest().get("models", {}).get(model, {}).get("images_dropped", {})
+        run.update_manifest({}, {model: {"max_images": keep, "images_dropped": {**counts, bench: dropped}}})
+    if dropped:
+        print(f"{model} · {bench}: {dropped} images above max_images {keep} dropped "
+              f"(images_dropped in {run.path / 'manifest.json'})", file=sys.stderr)
 
 
 def _run_task(simple_evaluate, lm, job: Job, bench: Benchmark, part: Path, model: str,
