@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,8 @@ class Report:
     roles: pd.DataFrame  # per (routed encoder, category / Overall): Capacity and Necessity
     vision: pd.DataFrame  # per (model with a blind run, benchmark / category / Overall): score, blind, gain
     notes: list[str]
+    manifests: dict[str, dict] = field(default_factory=dict)  # run directory -> its manifest (provenance)
+    stderr: pd.DataFrame = field(default_factory=pd.DataFrame)  # model x benchmark standard error (0-100)
 
 
 def _model_rows(scores: pd.DataFrame, routes: pd.DataFrame) -> pd.DataFrame:
@@ -210,4 +212,6 @@ def build_report(
     roles, role_notes = encoder_roles(agg, seeing, runs.models, categories)
     vision = vision_gains(agg, runs.routes, blind, runs.suite, n_resamples, seed)
     return Report(runs.suite, runs.dirs, agg, models, expected, _paths(costs), routing, oracle, roles,
-                  vision, notes + role_notes)
+                  vision, notes + role_notes, runs.manifests,
+                  runs.scores.pivot_table(index="model", columns="benchmark", values="stderr",
+                                          aggfunc="first"))

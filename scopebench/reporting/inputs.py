@@ -24,6 +24,7 @@ class Runs:
     costs: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     models: dict[str, ModelEntry] = field(default_factory=dict)  # what the manifests say of each model
+    manifests: dict[str, dict] = field(default_factory=dict)  # run directory -> its manifest
 
     def entry(self, model: str) -> ModelEntry:
         """A model's manifest entry (derived from its name for a model no manifest lists)."""
@@ -76,7 +77,7 @@ def load_runs(run_dirs: list[Path]) -> Runs:
     frames: dict[str, list[pd.DataFrame]] = {"scores": [], "routes": [], "costs": []}
     suites: dict[str, Path] = {}
     suite = None
-    notes, models = [], {}
+    notes, models, manifests = [], {}, {}
     for run in map(RunDir, run_dirs):
         if not run.path.is_dir():
             raise ScopebenchError(f"{run}: not a directory; "
@@ -84,7 +85,7 @@ def load_runs(run_dirs: list[Path]) -> Runs:
         scores = run.read("scores")
         if scores.empty:
             raise ScopebenchError(f"{run.file('scores')}: no rows; evaluate a model with `scopebench eval`")
-        manifest = run.manifest()
+        manifest = manifests[str(run)] = run.manifest()
         name = _suite_of(run.path, manifest, scores)
         try:
             suite = load_suite(name)
@@ -117,7 +118,8 @@ def load_runs(run_dirs: list[Path]) -> Runs:
     routes["encoder"] = routes["encoder"].fillna("").astype(str)
     scores["score"] = pd.to_numeric(scores["score"], errors="coerce")
     routes["sample_score"] = pd.to_numeric(routes["sample_score"], errors="coerce")
-    return Runs(suite, [Path(d) for d in run_dirs], scores.assign(source="run"), routes, costs, notes, models)
+    return Runs(suite, [Path(d) for d in run_dirs], scores.assign(source="run"), routes, costs, notes, models,
+                manifests)
 
 
 def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:

@@ -28,6 +28,30 @@ def _plt():
     return plt
 
 
+MARKERS = "osD^vP<>Xh"
+
+
+def style(report: Report, model: str) -> dict:
+    """The one colour and marker of ``model`` in every plot (by its place in the report); routed models are
+    stars."""
+    names = list(report.models["model"])
+    i = names.index(model) if model in names else len(names)
+    routed = report.models.loc[report.models["model"] == model, "type"].astype(str).str.startswith("router")
+    return {"color": f"C{i % 10}", "marker": "*" if routed.any() else MARKERS[i % len(MARKERS)]}
+
+
+def _interval(report: Report, model: str) -> tuple[float, float]:
+    """Half-widths below and above a model's overall score: a 95% normal interval from the benchmarks'
+    stderr (mean of independent benchmark means), 0 where unknown."""
+    se = report.stderr
+    if model not in se.index:
+        return 0.0, 0.0
+    v = se.loc[model].dropna().to_numpy(float)
+    n = len(report.suite.benchmarks)
+    half = 1.96 * math.sqrt(float((v ** 2).sum())) / n if len(v) else 0.0
+    return half, half
+
+
 def accuracy_vs_compute(report: Report):
     """Overall score vs expected FLOPs per sample; the Pareto front as a step line."""
     plt = _plt()
@@ -36,12 +60,13 @@ def accuracy_vs_compute(report: Report):
     unit, scale = flops_unit(pts["expected_flops"])
     x, y = pts["expected_flops"].to_numpy(float) / scale, pts["overall"].to_numpy(float)
     fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
-    routed = pts["type"].str.startswith("router").to_numpy()
-    if (~routed).any():
-        ax.scatter(x[~routed], y[~routed], s=45, c="C0", label="fixed encoder set", zorder=3)
-    if routed.any():
-        ax.scatter(x[routed], y[routed], s=140, marker="*", c="C3", label="routed (one encoder per sample)",
-                   zorder=3)
+    for i, r in pts.iterrows():
+        st = style(report, r["model"])
+        err = np.array(_interval(report, r["model"]), ndmin=2).T
+        ax.errorbar(x[i], y[i], yerr=err if err.any() else None, fmt="none", ecolor=st["color"], alpha=0.6,
+                    capsize=3, zorder=2)
+        ax.scatter(x[i], y[i], s=150 if st["marker"] == "*" else 50, marker=st["marker"], c=st["color"],
+                   zorder=3, label=r["model"])
     front = front_order(y, x)
     if len(front):
         ax.step(x[front], y[front], where="post", ls="--", c="0.5", lw=1, label="Pareto front (circled)",
@@ -55,7 +80,7 @@ def accuracy_vs_compute(report: Report):
     ax.margins(x=0.15, y=0.12)
     ax.set_xlabel(f"expected {unit} per sample ({FLOPS_NOTE})")
     ax.set_ylabel(f"overall score (0-100, mean of {len(report.suite.benchmarks)} benchmarks)")
-    ax.set_title(f"Accuracy vs compute on {report.suite.name}")
+    ax.set_title(f"Accuracy vs compute on {report.suite.name} (bars: 95% interval of the overall score)")
     ax.grid(alpha=0.3)
     _label_points(fig, ax, x, y, list(pts["model"]))
     if ax.get_legend_handles_labels()[0]:
@@ -102,7 +127,8 @@ def categories(report: Report):
     for i, mod in enumerate(models):
         ext = mod in external
         ax.bar(pos + (i - (len(models) - 1) / 2) * width, values.loc[mod].to_numpy(), width,
-               color=f"C{i % 10}", label=f"{mod} (external)" if ext else mod, hatch="//" if ext else None,
+               color=style(report, mod)["color"], label=f"{mod} (external)" if ext else mod,
+               hatch="//" if ext else None,
                edgecolor="white" if ext else None)
     ax.set_xticks(pos, groups)
     ax.set_ylabel("score (0-100; category = mean of its benchmarks)")
@@ -124,11 +150,11 @@ def routing_heatmap(report: Report):
                                       1.2 + 0.32 * n_rows), layout="constrained", squeeze=False)
     for ax, (mod, p) in zip(axes[0], parts, strict=True):
         cols = _shares(p)
-        grid = p[cols].to_numpy(float)
-        im = ax.imshow(grid, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        grid = 100 * p[cols].to_numpy(float)
+        im = ax.imshow(grid, cmap="Blues", vmin=0, vmax=100, aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
-            ax.text(j, i, f"{math.floor(100 * v + 0.5)}%", ha="center", va="center", fontsize=8,
-                    color="white" if v > 0.6 else "black")
+            ax.text(j, i, f"{math.floor(v + 0.5)}%", ha="center", va="center", fontsize=8,
+                    color="white" if v > 60 else "black")
         ax.set_xticks(range(len(cols)), [c.removeprefix("share:") for c in cols])
         ax.set_yticks(range(len(p)), [f"{b} ({cat.get(b, '?')})" for b in p["name"]])
         cats = [cat.get(b) for b in p["name"]]
@@ -137,7 +163,8 @@ def routing_heatmap(report: Report):
                 ax.axhline(i - 0.5, c="0.3", lw=1)
         ax.set_title(f"{mod}: share of samples per routed encoder")
         ax.set_xlabel("routed encoder")
-    fig.colorbar(im, ax=axes[0].tolist(), label="share of the benchmark's samples", shrink=0.8)
+    fig.colorbar(im, ax=axes[0].tolist(), label="share of the benchmark's samples (%)", shrink=0.8,
+                 format="%g%%")
     return fig
 
 
@@ -153,7 +180,7 @@ def latency(report: Report):
     p = p.sort_values(["model", "latency_median_ms"], key=lambda s: s.map(order) if s.name == "model" else s)
     labels = [f"{r.model}: {r.path}" for r in p.itertuples()]
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.3 * len(p)), layout="constrained")
-    colors = [f"C{order.get(mod, 0) % 10}" for mod in p["model"]]
+    colors = [style(report, mod)["color"] for mod in p["model"]]
     ax.barh(range(len(p)), p["latency_median_ms"], xerr=p["latency_iqr_ms"].fillna(0) / 2, color=colors,
             capsize=2)
     ax.set_yticks(range(len(p)), labels)
@@ -166,6 +193,7 @@ def latency(report: Report):
     return fig
 
 
+ROLE_COLORS = ("#4c72b0", "#dd8452", "#55a868")  # measures, not models: no model colour
 ROLE_MEASURES = {"capacity_vs_shared": "Capacity - shared only", "necessity_masked": "Necessity (masked)",
                  "necessity_retrained": "Necessity (retrained)"}
 
@@ -181,13 +209,18 @@ def encoder_roles(report: Report):
     ax, pos = axes[0][0], np.arange(len(r))
     width = 0.8 / max(len(measures), 1)
     for i, c in enumerate(measures):
-        ax.bar(pos + (i - (len(measures) - 1) / 2) * width, r[c].to_numpy(float), width,
-               label=ROLE_MEASURES[c], color=f"C{i}")
+        values = r[c].to_numpy(float)
+        at = pos + (i - (len(measures) - 1) / 2) * width
+        ax.bar(at, values, width, label=ROLE_MEASURES[c], color=ROLE_COLORS[i % len(ROLE_COLORS)])
+        for x in at[np.isnan(values)]:  # a missing value is not a zero
+            ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, color="0.35", rotation=90)
     ax.axhline(0, c="0.3", lw=0.8)
     ax.set_xticks(pos, r["encoder"])
     ax.set_ylabel("overall score difference (points, 0-100)")
-    ax.set_xlabel("routed encoder")
-    ax.set_title(f"Encoder roles vs {r['full_model'].iloc[0]} (full set)")
+    ax.set_xlabel("routed encoder (n/a = the run needed is missing)")
+    shared = r["shared_model"].dropna()
+    ax.set_title(f"Capacity: vs {shared.iloc[0] if len(shared) else 'shared only'}; "
+                 f"Necessity: {r['full_model'].iloc[0]} minus it without the encoder")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
     if ranked:
@@ -233,10 +266,25 @@ def save(figs: dict[str, object], folder: Path) -> list[Path]:
     return written
 
 
-def data_uris(figs: dict[str, object]) -> dict[str, str]:
-    """Every figure as an SVG data: URI, for embedding in one self-contained HTML file."""
-    return {stem.replace("_", " "):
-            "data:image/svg+xml;base64," + base64.b64encode(_render(fig, "svg")).decode()
+CAPTIONS = {
+    "accuracy_vs_compute": "Overall score against expected FLOPs per sample under each model's observed "
+                           "routing; error bars are 95% intervals from the benchmarks' standard errors; the "
+                           "dashed step is the Pareto front (circled models).",
+    "categories": "Mean score per benchmark category and overall, one bar per model (a missing bar: the "
+                  "category is incomplete).",
+    "routing_heatmap": "Share of each benchmark's samples the router sends to each routed encoder (%).",
+    "latency": "Median latency per routed path; the error bar spans the interquartile range.",
+    "encoder_roles": "Capacity (the encoder alone beside the shared encoder, minus the shared-only model) "
+                     "and Necessity (the full set minus the full set without the encoder), overall; "
+                     "n/a where a run is missing.",
+}
+
+
+def data_uris(figs: dict[str, object]) -> dict[str, tuple[str, str]]:
+    """Every figure as (SVG data: URI, caption), for embedding in one self-contained HTML file."""
+    return {stem.replace("_", " ").capitalize():
+            ("data:image/svg+xml;base64," + base64.b64encode(_render(fig, "svg")).decode(),
+             CAPTIONS.get(stem, ""))
             for stem, fig in figs.items()}
 
 

@@ -24,6 +24,7 @@ class Section:
     bold_rows: set[int] = field(default_factory=set)
     text: tuple[int, ...] = (0,)  # text columns (left-aligned, not wrapped); the rest are numbers
     keys: tuple[int, ...] = (0,)  # what a row is about: repeated when a terminal table is split
+    wrap: tuple[int, ...] = ()  # lists of words (versions, a command line): the only cells that may wrap
 
 
 def flops_unit(values) -> tuple[str, float]:
@@ -170,11 +171,14 @@ def oracle_sections(report: Report) -> list[Section]:
     for model, part in report.oracle.groupby("model", sort=False):
         rows = [[r["benchmark"], str(r["n"]), num(r["oracle"]), num(r["router"]), pct(r["agreement"])]
                 for r in part.to_dict("records")]
+        left = [b.name for b in report.suite.benchmarks if b.name not in set(part["benchmark"])]
         out.append(Section(
             f"Oracle router for {model}", ["benchmark", "n", "oracle", "router", "agreement"], rows,
             f"oracle = best per-sample score among {part['baselines'].iloc[0]} "
             "(upper bound of top-1 routing); "
-            "router = the model's own score on the same samples; agreement = router's pick among the best",
+            "router = the model's own score on the same samples; agreement = router's pick among the best"
+            + (f"; left out: {', '.join(left)} (no per-sample scores stored for the router and every "
+               "baseline)" if left else ""),
             {len(rows) - 1},
         ))
     return out
@@ -260,17 +264,58 @@ def _gain_ci(r: dict, fixed: dict[tuple[str, ...], str]) -> str:
     return f" [{num(r['gain_low'], '+.1f')}, {num(r['gain_high'], '+.1f')}]{mark}"
 
 
+def _without_empty_columns(s: Section) -> Section:
+    """``s`` without the columns that hold no value in any row; the caption names them."""
+    empty = [j for j in range(len(s.columns)) if j not in s.keys and all(r[j] in ("", "–") for r in s.rows)]
+    if not empty:
+        return s
+    keep = [j for j in range(len(s.columns)) if j not in empty]
+    note = f"no data for: {', '.join(s.columns[j] for j in empty)} (left out)"
+    return Section(s.title, [s.columns[j] for j in keep], [[r[j] for j in keep] for r in s.rows],
+                   f"{s.caption}; {note}" if s.caption else note, s.bold_rows,
+                   tuple(keep.index(j) for j in s.text if j in keep),
+                   tuple(keep.index(j) for j in s.keys if j in keep))
+
+
 def sections(report: Report) -> list[Section]:
     """Every table of the report, in reading order."""
     out = [scores_section(report), compute_section(report)]
     if len(report.paths):
         out.append(paths_section(report))
-    return (out + routing_sections(report) + oracle_sections(report) + roles_section(report)
-            + vision_section(report))
+    out += routing_sections(report) + oracle_sections(report) + roles_section(report) + vision_section(report)
+    return [_without_empty_columns(s) for s in out]
+
+
+def headline(report: Report) -> list[str]:
+    """One sentence per routed model compared with its reference: accuracy delta [95% CI] and saving."""
+    out = []
+    for r in report.models.to_dict("records"):
+        if not (str(r["type"]).startswith("router") and isinstance(r["reference"], str)
+                and pd.notna(r["delta"]) and pd.notna(r["saving"])):
+            continue
+        out.append(f"{r['model']} vs {r['reference']}: {r['delta']:+.1f} points "
+                   f"[{r['delta_low']:+.1f}, {r['delta_high']:+.1f}] (95% CI, paired) at "
+                   f"{pct(r['saving'])} {'less' if r['saving'] >= 0 else 'more'} expected compute")
+    return out
+
+
+def provenance(report: Report) -> list[list[str]]:
+    """Per run directory: scopebench and library versions, git hash, date, command and device."""
+    import shlex
+
+    rows = []
+    for run, m in report.manifests.items():
+        versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items() if v)
+        command = m.get("command") or []
+        command = shlex.join(["scopebench", *map(str, command[1:])]) if command else "–"
+        rows.append([run, versions or "–", str(m.get("git") or "–")[:12], str(m.get("finished") or "–"),
+                     command, " ".join(str(m[k]) for k in ("device", "dtype") if m.get(k)) or "–"])
+    return rows
 
 
 def header_lines(report: Report) -> list[str]:
-    return [f"suite: {report.suite.name}", "runs: " + ", ".join(str(r) for r in report.runs)]
+    return [f"suite: {report.suite.name}", "runs: " + ", ".join(str(r) for r in report.runs),
+            *headline(report)]
 
 
 def to_rich(report: Report, console) -> None:
@@ -306,34 +351,62 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-.l{text-align:left}tr.b td{font-weight:bold;background:#f4f4f4}
-caption{caption-side:bottom;text-align:left;font-size:90%;color:#555;padding-top:4px}
-figure{display:inline-block;margin:1em}img{max-width:100%}"""
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
+.wide{overflow-x:auto}table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
+th{background:#fafafa;vertical-align:bottom}.l{text-align:left}tr.b td{font-weight:bold;background:#f4f4f4}
+caption{caption-side:bottom;text-align:left;font-size:90%;color:#555;padding-top:4px;white-space:normal}
+.headline{font-size:120%;font-weight:600;margin:.6em 0}
+.todo{border:2px solid #d9a400;background:#fff8e1;padding:.6em 1em;margin:1em 0}
+.todo h2{margin:.2em 0 .4em;font-size:110%}code{white-space:nowrap}
+figure{display:inline-block;margin:1em;vertical-align:top;max-width:100%}img{max-width:100%}
+figcaption{font-size:90%;color:#444;max-width:46em}td.w{white-space:normal;max-width:36em}"""
 
 
 def _align(col: int, s: Section) -> str:
     return " class='l'" if col in s.text else ""
 
 
-def to_html(report: Report, figures: dict[str, str]) -> str:
-    """One self-contained HTML page; ``figures`` maps a title to a data: URI (SVG or PNG)."""
+def _table_html(s: Section) -> list[str]:
+    e = html.escape
+    parts = [f"<h2>{e(s.title)}</h2><div class='wide'><table>"
+             f"<caption>{e(s.caption)}</caption><tr>"]
+    parts += [f"<th{_align(j, s)}>{e(c)}</th>" for j, c in enumerate(s.columns)] + ["</tr>"]
+    for i, row in enumerate(s.rows):
+        cls = " class='b'" if i in s.bold_rows else ""
+        parts.append(f"<tr{cls}>" + "".join(f"<td{_align(j, s)}>{e(c)}</td>" if j not in s.wrap
+                                            else f"<td class='l w'>{e(c)}</td>" for j, c in enumerate(row))
+                     + "</tr>")
+    return parts + ["</table></div>"]
+
+
+def _code(text: str) -> str:
+    """Escaped ``text`` with its `backticked` commands as <code>."""
+    bits = html.escape(text).split("`")
+    return "".join(f"<code>{b}</code>" if i % 2 else b for i, b in enumerate(bits))
+
+
+def to_html(report: Report, figures: dict[str, tuple[str, str]]) -> str:
+    """One self-contained HTML page; ``figures`` maps a title to (data: URI, caption)."""
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>scopebench report</title>"
-             f"<style>{_CSS}</style></head><body><h1>scopebench report</h1>"]
-    parts += [f"<p>{e(line)}</p>" for line in header_lines(report)]
+             f"<style>{_CSS}</style></head><body><h1>scopebench report: {e(report.suite.name)}</h1>"]
+    parts += [f"<p class='headline'>{e(line)}</p>" for line in headline(report)]
+    prov = Section("Provenance", ["run", "versions", "git", "finished", "command", "device"],
+                   provenance(report), "from each run directory's manifest.json (the last command that wrote "
+                   "it)", text=(0, 1, 2, 3, 4, 5), wrap=(1, 4))
+    parts += _table_html(prov)
+    advice = [n for n in report.notes if "`" in n]
+    if advice:
+        parts.append("<div class='todo'><h2>To complete this report</h2><ul>"
+                     + "".join(f"<li>{_code(n)}</li>" for n in advice) + "</ul></div>")
     for s in sections(report):
-        parts.append(f"<h2>{e(s.title)}</h2><table><caption>{e(s.caption)}</caption><tr>")
-        parts += [f"<th{_align(j, s)}>{e(c)}</th>" for j, c in enumerate(s.columns)] + ["</tr>"]
-        for i, row in enumerate(s.rows):
-            cls = " class='b'" if i in s.bold_rows else ""
-            parts.append(f"<tr{cls}>" + "".join(f"<td{_align(j, s)}>{e(c)}</td>" for j, c in enumerate(row))
-                         + "</tr>")
-        parts.append("</table>")
+        parts += _table_html(s)
     if figures:
         parts.append("<h2>Plots</h2>")
-        parts += [f"<figure><img alt='{e(t)}' src='{uri}'><figcaption>{e(t)}</figcaption></figure>"
-                  for t, uri in figures.items()]
-    parts += [f"<p class='note'>note: {e(n)}</p>" for n in report.notes]
+        parts += [f"<figure><img alt='{e(t)}' src='{uri}'><figcaption><b>{e(t)}.</b> {e(cap)}</figcaption>"
+                  "</figure>" for t, (uri, cap) in figures.items()]
+    others = [n for n in report.notes if n not in advice]
+    if others:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_code(n)}</li>" for n in others) + "</ul>")
     return "\n".join(parts) + "\n</body></html>\n"
