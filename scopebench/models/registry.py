@@ -219,7 +219,8 @@ def load_model(ref: str, device: str = "cpu", meta: bool = False, policy: str | 
 def show_models(name: str | None, json_out: bool = False) -> None:
     """`scopebench models`: list everything, or show one reference's resolved config."""
     from rich.console import Console
-    from rich.table import Table
+
+    from scopebench.reporting.terminal import console as terminal_console
 
     console = Console()
     if name:
@@ -257,12 +258,14 @@ def show_models(name: str | None, json_out: bool = False) -> None:
                          + [{"kind": "broken", "ref": r, "error": e, "path": r} for r, e in broken.items()],
                          indent=2))
         return
-    table = Table(title="scopebench models")
-    for col in ("kind", "name", "policy", "shared encoder", "routed encoders", "LLM", "variants"):
-        table.add_column(col, overflow="fold")
-    for kind, ref, cfg, variants, _ in rows:
-        table.add_row(kind, ref, cfg.policy, cfg.shared.spec, ", ".join(cfg.routed) or "-", cfg.llm.spec,
-                      variants)
-    console.print(table)
+    from scopebench.reporting.terminal import Col, print_table
+
+    console = terminal_console()
+    cols = [Col("kind", "left"), Col("name", "left", key=True), Col("policy", "left"),
+            Col("shared encoder", "left"), Col("routed encoders", "left", wrap=True), Col("LLM", "left"),
+            Col("variants", "left", wrap=True)]
+    print_table(console, "scopebench models", cols, [
+        [kind, ref, cfg.policy, cfg.shared.spec, ", ".join(cfg.routed) or "-", cfg.llm.spec, variants]
+        for kind, ref, cfg, variants, _ in rows])
     for ref, err in broken.items():
         console.print(f"[red]broken[/] {ref}: {err}", highlight=False)

@@ -330,7 +330,7 @@ def to_rich(report: Report, console) -> None:
         styles = ["bold" if i in s.bold_rows else None for i in range(len(s.rows))]
         print_table(console, s.title, cols, s.rows, s.caption, styles=styles, names=names)
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+        console.print(f"note: {note}", highlight=False)
 
 
 def _md_cell(text: str) -> str:
