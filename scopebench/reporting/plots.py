@@ -202,7 +202,7 @@ def encoder_roles(report: Report):
     """Overall Capacity gain and Necessity per routed encoder (points); effective rank beside them."""
     plt = _plt()
     r = report.roles[report.roles["group"] == OVERALL].reset_index(drop=True)
-    measures = [c for c in ROLE_MEASURES if r[c].notna().any()]
+    measures = [c for c in ROLE_MEASURES if r[c].notna().any() or c == "necessity_masked"]  # n/a when missing
     ranked = r["erank"].notna().any()
     fig, axes = plt.subplots(1, 2 if ranked else 1, figsize=(9 if ranked else 6.5, 3.8), layout="constrained",
                              squeeze=False, width_ratios=[2, 1] if ranked else None)
