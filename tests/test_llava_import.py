@@ -115,3 +115,44 @@ def test_logits_and_greedy_answers_equal_transformers(llava):
     assert worst <= 1e-4
     assert all(a == b for a, b in answers), answers
     assert len({a for a, _ in answers}) == len(prompts)  # the answers depend on the prompt and image
+
+
+TASKS = {"GQA": "c16mini_gqa", "MMVP": "c16mini_mmvp", "AI2D": "c16mini_ai2d"}
+LIMIT = 6
+
+
+def _samples(path) -> dict[int, str]:
+    import json
+
+    return {r["doc_id"]: r["resps"][0][0] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_answers_and_scores_equal_lmms_evals_own_llava_hf(llava, tmp_path):
+    """cambrian16-mini tasks: the imported checkpoint under `scopebench eval` gives, sample for sample, the
+    answers of lmms-eval's own `llava_hf` model on the original folder, and the same lmms-eval scores."""
+    import pandas as pd
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+
+    from scopebench.paths import tasks_dir
+
+    src, ckpt = llava
+    manager = TaskManager(include_path=str(tasks_dir() / "cambrian16_mini"))
+    theirs = simple_evaluate(model="llava_hf", model_args=f"pretrained={src},device=cpu,device_map=cpu",
+                             tasks=list(TASKS.values()), task_manager=manager, limit=LIMIT, log_samples=True,
+                             bootstrap_iters=0, batch_size=1, force_simple=True)
+    result = CliRunner().invoke(app, ["eval", str(ckpt), "--tasks", ",".join(TASKS), "--limit", str(LIMIT),
+                                      "--output", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_parquet(tmp_path / "run" / "scores.parquet").set_index("benchmark")
+    answers = set()
+    for bench, task in TASKS.items():
+        part = next((tmp_path / "run" / "parts").glob(f"*/{task}"))
+        ours = _samples(part / "lmms_eval_samples.jsonl")
+        ref = {s["doc_id"]: s["resps"][0][0] for s in theirs["samples"][task]}
+        assert len(ref) == LIMIT and ours == {k: v.strip() for k, v in ref.items()}, (bench, ours, ref)
+        want = theirs["results"][task]
+        key = next(k for k in want if k.split(",")[0] == scores.loc[bench, "metric"])  # its one filter
+        assert scores.loc[bench, "raw_score"] == want[key], (bench, scores.loc[bench], want)
+        answers |= set(ours.values())
+    assert len(answers) > LIMIT  # the answers differ from sample to sample
