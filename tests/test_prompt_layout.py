@@ -1,0 +1,152 @@
+"""The prompt layout: where the template, the chat template and each image's visual tokens go."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from scopebench.cli import app
+from scopebench.models.tokenizer import layout, render
+from tests.test_llava_import import CHAT, make_llava, run_import
+
+
+@pytest.fixture(scope="module")
+def cfg(make_model):
+    return make_model("all").cfg
+
+
+def with_layout(cfg, **fields):
+    return dataclasses.replace(cfg, **fields)
+
+
+def test_images_go_at_their_placeholders(cfg, tokenizer):
+    """The template's placeholder takes the images a prompt does not place itself; <image k> markers hold
+    image k when interleave is on and stay text when it is off; a bare <image> takes the next image."""
+    c = with_layout(cfg, prompt_template="Q: <image> {prompt} A:", interleave=True)
+    assert render(c, tokenizer, "red", 2) == ("Q: <image><image> red A:", [0, 1])
+    assert render(c, tokenizer, "is <image 2> red ?", 2) == ("Q: <image> is <image> red ? A:", [0, 1])
+    assert render(c, tokenizer, "<image 3> red", 2)[1] == [0, 1]  # image 3 was dropped: the marker is text
+    assert render(c, tokenizer, "<image> then <image 1>", 2) == ("Q: <image> <image> then <image> A:",
+                                                                 [1, 0, 0])
+    off = with_layout(c, interleave=False)
+    assert render(off, tokenizer, "is <image 2> red ?", 2) == ("Q: <image><image> is <image 2> red ? A:",
+                                                               [0, 1])
+    lay = layout(c, tokenizer, "red", 1)  # "Q:", image, "red A:" with the word tokenizer
+    assert lay.slots == [len(tokenizer("Q:", add_special_tokens=False)["input_ids"])]
+    assert lay.ids == tokenizer("Q:", add_special_tokens=False)["input_ids"] + tokenizer(
+        " red A:", add_special_tokens=False)["input_ids"]
+
+
+def test_chat_template_with_system_prompt_and_an_image_token(tmp_path, cfg):
+    """chat_template: the template's text is the user turn of the tokenizer's own chat template, after the
+    system prompt; a tokenizer with an <image> token reads the whole text and its ids mark the slots."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(make_llava(tmp_path / "llava"))
+    c = with_layout(cfg, prompt_template="<image>\n{prompt}", chat_template=True, system_prompt="Be brief.")
+    text, order = render(c, tok, "hi", 1)
+    assert text == "system: Be brief.\nuser: <image>\nhi\nassistant:" and order == [0]
+    lay = layout(c, tok, "hi", 1)
+    assert lay.ids == tok("system: Be brief.\nuser: \nhi\nassistant:")["input_ids"]
+    assert lay.slots == [len("system: Be brief.\nuser: ")]  # one character, one token
+    tok.chat_template = None
+    with pytest.raises(Exception, match="chat_template is true but its tokenizer has no chat template"):
+        render(c, tok, "hi", 1)
+
+
+def test_several_images_of_a_request_reach_the_llm_at_their_slots(make_model):
+    """A request's images each give their visual tokens at their slot: the logits are the LLM's on the text
+    with [tokens of image 1, tokens of image 2] where the placeholder is, and change with the second image."""
+    model = make_model("all")
+    model.cfg = with_layout(model.cfg, prompt_template="what colour <image> is the shape ? {prompt}")
+    g = torch.Generator().manual_seed(0)
+    a, b, b2 = (torch.rand(1, 3, 32, 32, generator=g) for _ in range(3))
+    ids, mask, layouts = model.encode_prompts(["red"], [2])
+    route = model.paths()[0]
+    with torch.no_grad():
+        got = model([torch.cat([a, b])], ids, mask, layouts=layouts).logits[0]
+        other = model([torch.cat([a, b2])], ids, mask, layouts=layouts).logits[0]
+        x = torch.cat([a, b])
+        vis = model.fuse(model.shared(x), model.encode_routed(x, route), route).flatten(0, 1)
+        text = model.text_embeddings(ids)[0]
+        s = layouts[0].slots[0]
+        assert layouts[0].slots == [s, s] and layouts[0].images == [0, 1]
+        seq = torch.cat([text[:s], vis, text[s:]])[None]
+        want = model.llm(inputs_embeds=seq).logits[0]
+    pos = torch.cat([torch.arange(s), torch.arange(s, ids.shape[1]) + len(vis)])
+    torch.testing.assert_close(got[1:], want[pos[1:] - 1], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got[s:], other[s:])  # the second image is seen
+    gen = model.generate([torch.cat([a, b])], ["red"], max_new_tokens=2)
+    assert len(gen.texts) == 1 and gen.routes == [route]
+
+
+def test_images_above_max_images_are_dropped_and_counted_in_the_manifest(tmp_path):
+    """The adapter keeps max_images images per request and counts the rest; the run's manifest records the
+    count per benchmark, and eval says so."""
+    from PIL import Image
+
+    from scopebench.evaluation.adapter import Request, ScopeLMM
+    from scopebench.evaluation.runner import _note_dropped
+    from scopebench.run_dir import RunDir
+
+    lm = ScopeLMM("demo-baseline-0")
+    lm.task_dict = {"t": {"test": {0: {"images": [Image.new("RGB", (8, 8))] * 3}}}}
+    req = Request("q", {}, lambda doc: doc["images"], 0, "t", "test")
+    kept, dropped = lm._visuals(req)
+    assert len(kept) == 1 and dropped == 2
+    run = RunDir(tmp_path / "run")
+    traces = [{"fingerprint": lm.fingerprint, "images_dropped": dropped}, {"fingerprint": "other",
+                                                                          "images_dropped": 5}]
+    _note_dropped(run, "demo-baseline-0", "MMMU", traces, lm)
+    _note_dropped(run, "demo-baseline-0", "GQA", [], lm)
+    entry = run.manifest()["models"]["demo-baseline-0"]
+    assert entry["images_dropped"] == {"MMMU": 2, "GQA": 0} and entry["max_images"] == 1
+
+
+@pytest.mark.parametrize("template, message", [
+    ("<image><image>{prompt}", "holds 2 '<image>' placeholders; it takes exactly one"),
+    ("{prompt}", "holds no '<image>' placeholder"),
+])
+def test_a_template_with_other_than_one_placeholder_is_refused(tmp_path, template, message):
+    from scopebench.paths import demo_checkpoints_dir
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(demo_checkpoints_dir() / "demo-baseline-0", ckpt)
+    data = json.loads((ckpt / "scopebench.json").read_text())
+    (ckpt / "scopebench.json").write_text(json.dumps({**data, "prompt_template": template}))
+    result = CliRunner().invoke(app, ["models", str(ckpt)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "scopebench.json: prompt_template" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def llava_src(tmp_path_factory):
+    return make_llava(tmp_path_factory.mktemp("bad") / "tiny-llava", chat_template=CHAT)
+
+
+def _set(folder, **fields):
+    data = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**data, **fields}))
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda d: (d / "processor_config.json").unlink(), "image processor config is missing or unreadable"),
+    (lambda d: (d / "processor_config.json").write_text("{not json"),
+     "missing or unreadable (JSONDecodeError)"),
+    (lambda d: _set(d, architectures=["Qwen2VLForConditionalGeneration"]),
+     "architectures is ['Qwen2VLForConditionalGeneration'], not ['LlavaForConditionalGeneration']"),
+    (lambda d: _set(d, vision_feature_layer=-3), "vision_feature_layer -3 is not the last (-1)"),
+])
+def test_import_refuses_what_it_cannot_convert(llava_src, tmp_path, spoil, message):
+    src = tmp_path / "src"
+    shutil.copytree(llava_src, src)
+    spoil(src)
+    code, out = run_import(src, tmp_path / "ckpt")
+    assert code == 2 and message in out and len(out.strip().splitlines()) == 1, out
+    assert not (tmp_path / "ckpt").exists() and not list(tmp_path.glob(".ckpt.*"))
