@@ -1,0 +1,108 @@
+"""Encoder roles with hand-computed answers: Capacity, Necessity, rank correlations (with ties), the
+marginal-gain curve, the pair, rank dynamics, and what a missing subset leaves out."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from scopebench.analysis.aggregate import OVERALL
+from scopebench.analysis.roles import Subset, analyse
+
+RETRAINED = {"": 10, "a": 50, "b": 40, "c": 30, "a+b": 55, "a+c": 62, "b+c": 45, "a+b+c": 60}
+MASKED = {"a+b": 52, "a+c": 58, "b+c": 35, "a": 48, "b": 20, "c": 25}
+ERANKS = {"r:a": {"a": 10}, "r:b": {"b": 5}, "r:c": {"c": 8}, "r:a+c": {"a": 10.2, "c": 12},
+          "r:a+b": {"a": 10, "b": 5}, "r:a+b+c": {"a": 9, "b": 5, "c": 10}}
+
+
+def _roles(retrained=RETRAINED, masked=MASKED, eranks=ERANKS):
+    subsets, scores = [], {}
+    for how, table in (("retrained", retrained), ("masked", masked)):
+        for name, value in table.items():
+            model = f"{how[0]}:{name}"
+            subsets.append(Subset(model, frozenset(filter(None, name.split("+"))), how))
+            scores[model] = value
+    subsets.append(Subset("r:a+b+c", frozenset("abc"), "masked"))  # the full model is its own masked full set
+    frame = pd.DataFrame({OVERALL: scores})
+    eranks = None if eranks is None else {m: {e: {OVERALL: v} for e, v in d.items()} for m, d in eranks.items()}
+    return analyse(subsets, frame, "r:a+b+c", ["a", "b", "c"], eranks)
+
+
+def _col(roles, column):
+    return roles.per_encoder.set_index("encoder")[column].to_dict()
+
+
+def _corr(roles, a, b):
+    r = roles.correlations.set_index(["a", "b"]).loc[(a, b)]
+    return int(r["n"]), round(r["kendall_tau"], 4), round(r["spearman_rho"], 4)
+
+
+def test_capacity_necessity_rankings_and_correlations():
+    roles = _roles()
+    assert _col(roles, "capacity") == {"a": 50, "b": 40, "c": 30}
+    assert _col(roles, "capacity_vs_shared") == {"a": 40, "b": 30, "c": 20}
+    assert _col(roles, "necessity_retrained") == {"a": 15, "b": -2, "c": 5}  # 60 - (b+c, a+c, a+b)
+    assert _col(roles, "necessity_masked") == {"a": 25, "b": 2, "c": 8}
+    ranks = roles.rankings.set_index("encoder")
+    assert ranks["capacity"].to_dict() == {"a": 1, "b": 2, "c": 3}
+    assert ranks["necessity_retrained"].to_dict() == {"a": 1, "b": 3, "c": 2}
+    assert _corr(roles, "Necessity masked", "Necessity retrained") == (3, 1.0, 1.0)
+    # pairs (a,b) (a,c) concordant, (b,c) discordant: tau = 1/3; rank differences 0,1,1: rho = 1 - 12/24
+    assert _corr(roles, "Capacity", "Necessity retrained") == (3, round(1 / 3, 4), 0.5)
+    assert roles.left_out == []
+
+
+def test_ties():
+    roles = _roles(retrained={**RETRAINED, "c": 40})
+    assert roles.rankings.set_index("encoder")["capacity"].to_dict() == {"a": 1, "b": 2, "c": 2}
+    # Capacity 50,40,40 vs Necessity 15,-2,5: 2 concordant, 1 tied in x: tau-b = 2 / sqrt(2 * 3);
+    # ranks (1, 2.5, 2.5) vs (1, 3, 2): rho = 1.5 / sqrt(1.5 * 2)
+    assert _corr(roles, "Capacity", "Necessity retrained") == (3, round(2 / math.sqrt(6), 4),
+                                                               round(1.5 / math.sqrt(3), 4))
+
+
+def test_marginal_gain_curve_and_pair():
+    roles = _roles()
+    curve = roles.curve[roles.curve["how"] == "retrained"]
+    assert curve[["size", "subset", "score", "gap_to_full"]].values.tolist() == [
+        [1, "a", 50, -10], [2, "a+c", 62, 2], [3, "a+b+c", 60, 0]]
+    masked = roles.curve[roles.curve["how"] == "masked"]
+    assert masked["subset"].tolist() == ["a", "a+c", "a+b+c"]
+    p = roles.pair
+    assert (p["anchor"], p["complement"], p["pair_score"], p["pair_gap_to_full"]) == ("a", "c", 62, 2)
+    assert p["best_pair_kind"] == "anchor + complement" and p["complement_capacity_rank"] == 3
+    two = _roles(retrained={**RETRAINED, "a+b": 70})
+    assert two.pair["best_pair"] == "a+b" and two.pair["best_pair_kind"] == "two high-Capacity encoders"
+
+
+def test_rank_dynamics():
+    d = _roles().dynamics
+    got = {(r["role"], r["encoder"]): (round(r["ratio"], 3), r["trend"]) for r in d.to_dict("records")}
+    assert got == {("best pair", "a"): (1.02, "stable"), ("best pair", "c"): (1.5, "expanding"),
+                   ("full set", "a"): (0.9, "shrinking"), ("full set", "b"): (1.0, "stable"),
+                   ("full set", "c"): (1.25, "expanding")}
+    assert "rank dynamics: needs run directories" in _roles(eranks=None).left_out[0]
+
+
+def test_missing_subset_leaves_out_exactly_what_it_cannot_support():
+    roles = _roles(retrained={k: v for k, v in RETRAINED.items() if k != "b+c"})
+    nec = _col(roles, "necessity_retrained")
+    assert math.isnan(nec["a"]) and (nec["b"], nec["c"]) == (-2, 5)
+    assert _col(roles, "capacity") == {"a": 50, "b": 40, "c": 30}
+    assert roles.left_out == ["Necessity retrained: needs the full set without a"]
+    assert _corr(roles, "Necessity masked", "Necessity retrained") == (2, 1.0, 1.0)  # b and c only
+    bare = _roles(masked={})
+    assert bare.per_encoder["necessity_masked"].isna().all()
+    assert "rank correlation Necessity masked vs Necessity retrained: needs Necessity masked" in bare.left_out
+    assert set(bare.curve["how"]) == {"retrained"}
+
+
+@pytest.mark.parametrize("drop", ["a"])
+def test_capacity_missing(drop):
+    roles = _roles(retrained={k: v for k, v in RETRAINED.items() if k != drop})
+    assert math.isnan(_col(roles, "capacity")["a"])
+    assert "Capacity: needs the model with a alone" in roles.left_out
+    assert "anchor + complement: needs every encoder's Capacity" in roles.left_out
+    assert roles.pair["best_pair"] == "a+c"
