@@ -355,7 +355,7 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:
 .wide{overflow-x:auto}table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
 th{background:#fafafa;vertical-align:bottom}.l{text-align:left}tr.b td{font-weight:bold;background:#f4f4f4}
-caption{caption-side:bottom;text-align:left;font-size:90%;color:#555;padding-top:4px;white-space:normal}
+.cap{font-size:90%;color:#555;margin:-1em 0 1.5em;max-width:60em}.t{white-space:nowrap}
 .headline{font-size:120%;font-weight:600;margin:.6em 0}
 .todo{border:2px solid #d9a400;background:#fff8e1;padding:.6em 1em;margin:1em 0}
 .todo h2{margin:.2em 0 .4em;font-size:110%}code{white-space:nowrap}
@@ -369,15 +369,20 @@ def _align(col: int, s: Section) -> str:
 
 def _table_html(s: Section) -> list[str]:
     e = html.escape
-    parts = [f"<h2>{e(s.title)}</h2><div class='wide'><table>"
-             f"<caption>{e(s.caption)}</caption><tr>"]
+    parts = [f"<h2>{e(s.title)}</h2><div class='wide'><table><tr>"]
     parts += [f"<th{_align(j, s)}>{e(c)}</th>" for j, c in enumerate(s.columns)] + ["</tr>"]
     for i, row in enumerate(s.rows):
         cls = " class='b'" if i in s.bold_rows else ""
-        parts.append(f"<tr{cls}>" + "".join(f"<td{_align(j, s)}>{e(c)}</td>" if j not in s.wrap
-                                            else f"<td class='l w'>{e(c)}</td>" for j, c in enumerate(row))
-                     + "</tr>")
-    return parts + ["</table></div>"]
+        cells = (f"<td class='l w'>{_words(c)}</td>" if j in s.wrap else f"<td{_align(j, s)}>{e(c)}</td>"
+                 for j, c in enumerate(row))
+        parts.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    # the caption below the scrolling box, so that a wide table does not hide it
+    return parts + ["</table></div>"] + ([f"<p class='cap'>{e(s.caption)}</p>"] if s.caption else [])
+
+
+def _words(text: str) -> str:
+    """A cell that may wrap, between words only (never inside '--output' or a version)."""
+    return " ".join(f"<span class='t'>{html.escape(w)}</span>" for w in text.split())
 
 
 def _code(text: str) -> str:
