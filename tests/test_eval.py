@@ -93,6 +93,36 @@ def test_resume_reuses_finished_work(run_dir):
     assert time.perf_counter() - start < 60
 
 
+def test_tasks_are_built_once_per_run_and_reused_across_models(run_dir, tmp_path, monkeypatch):
+    """Each lmms-eval task (and its dataset) is built once per run: the models in the other order (each
+    task built for demo-baseline-0, reused for demo-scope) give the same answers, routes and scores."""
+    import gc
+
+    from lmms_eval.api.task import ConfigurableTask
+
+    loads = []
+    download = ConfigurableTask.download
+    monkeypatch.setattr(ConfigurableTask, "download",
+                        lambda self, *a, **k: loads.append(self.config.task) or download(self, *a, **k))
+    out = tmp_path / "reversed"
+    result = _eval("demo-baseline-0", "demo-scope", "--tasks", TASKS, "--limit", "12", "--output", str(out),
+                   "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(loads) == sorted(TASKS.split(",")), "a task was built more than once"
+    assert gc.get_freeze_count() == 0, "objects left frozen out of garbage collection after the run"
+    keys = ["model", "benchmark", "doc_id"]
+    for table, order in (("routes", keys), ("scores", keys[:2])):
+        before, after = (pd.read_parquet(d / f"{table}.parquet").sort_values(order).reset_index(drop=True)
+                         for d in (run_dir, out))
+        pd.testing.assert_frame_equal(before, after[before.columns])
+    for model in ("demo-scope", "demo-baseline-0"):
+        for task in TASKS.split(","):
+            answers = [[(s["doc_id"], s["resps"], s["filtered_resps"])
+                        for s in map(json.loads, (d / "parts" / model / task / "lmms_eval_samples.jsonl")
+                                     .read_text().splitlines())] for d in (run_dir, out)]
+            assert answers[0] == answers[1]
+
+
 def test_lost_tables_are_rebuilt_from_finished_parts(run_dir, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
