@@ -49,14 +49,15 @@ def _header(text: str, width: int) -> str:
 
 
 def _build(title: str, cols: Sequence[Col], rows: list[list[str]], caption: str, styles: list[str | None],
-           sections: set[int]) -> Table:
+           sections: set[int], narrow: bool = True) -> Table:
+    """The rich table; ``narrow``: headers wrapped to their cells' width."""
     table = Table(title=title, caption=caption or None, title_style="bold", caption_justify="left")
     for j, col in enumerate(cols):
         cells = [row[j] for row in rows]
         if col.wrap:
             table.add_column(col.header, justify=col.justify, min_width=_longest_word(cells + [col.header]))
             continue
-        header = _header(col.header, max([len(c) for c in cells] + [1]))
+        header = _header(col.header, max([len(c) for c in cells] + [1])) if narrow else col.header
         table.add_column(header, justify=col.justify, no_wrap=True,
                          min_width=max(len(line) for line in [*header.splitlines(), *cells]))
     for i, row in enumerate(rows):
@@ -101,10 +102,11 @@ def print_table(out: Console, title: str, cols: Sequence[Col], rows: list[list[s
     """Print one table that fits ``out``: whole, with labels for ``names`` in its headers, or split."""
     styles = styles or [None] * len(rows)
     sections = sections or set()
-    table = _build(title, cols, rows, caption, styles, sections)
-    if _fits(out, table):
-        out.print(table)
-        return
+    for narrow in (False, True):  # headers on one line when that fits
+        table = _build(title, cols, rows, caption, styles, sections, narrow)
+        if _fits(out, table):
+            out.print(table)
+            return
     used: dict[str, str] = {}
     if names:
         cols, used = _labelled(cols, names)
