@@ -274,6 +274,25 @@ def report(
 
 @app.command()
 @user_errors
+def roles(
+    sources: Annotated[list[Path], typer.Argument(
+        help="Run directories and / or CSVs encoders,benchmark,score (encoders joined by '+').",
+        metavar="SOURCE...")],
+    full: Annotated[str | None, typer.Option(
+        help="The full-set model (default: the largest subset).")] = None,
+    format: Annotated[str, typer.Option(help="table | markdown | json")] = "table",
+    plot: Annotated[Path | None, typer.Option(help="Write the roles plots (PNG + SVG) here.")] = None,
+    suite: Annotated[str | None, typer.Option(
+        help="Suite of a CSV given alone (default cambrian16).")] = None,
+) -> None:
+    """Encoder roles: Capacity, Necessity, rank correlations, best subsets, the pair, rank dynamics."""
+    from scopebench.reporting.roles_view import run_roles
+
+    run_roles(sources, full, format, plot, suite)
+
+
+@app.command()
+@user_errors
 def check(
     run_dir: Annotated[Path, typer.Argument(help="Run directory to check (written by `scopebench eval`).")],
     baseline: Annotated[Path, typer.Option(

@@ -26,7 +26,8 @@ def _roles(retrained=RETRAINED, masked=MASKED, eranks=ERANKS):
             scores[model] = value
     subsets.append(Subset("r:a+b+c", frozenset("abc"), "masked"))  # the full model is its own masked full set
     frame = pd.DataFrame({OVERALL: scores})
-    eranks = None if eranks is None else {m: {e: {OVERALL: v} for e, v in d.items()} for m, d in eranks.items()}
+    eranks = None if eranks is None else {
+        m: {e: {OVERALL: v} for e, v in d.items()} for m, d in eranks.items()}
     return analyse(subsets, frame, "r:a+b+c", ["a", "b", "c"], eranks)
 
 
@@ -106,3 +107,58 @@ def test_capacity_missing(drop):
     assert "Capacity: needs the model with a alone" in roles.left_out
     assert "anchor + complement: needs every encoder's Capacity" in roles.left_out
     assert roles.pair["best_pair"] == "a+c"
+
+
+BENCHES = ["mme", "MMBench-EN", "SEED-I", "gqa", "SQA-I", "MMMU", "MathVista", "AI2D", "ChartQA", "OCRBench",
+           "TextVQA", "DocVQA", "MMVP", "RealWorldQA", "CV-Bench-2D", "cv_bench_3d"]
+
+
+def _csv(tmp_path, retrained=RETRAINED, extra: str = "") -> str:
+    """Every benchmark at the subset's score (MME-P in its 0-2000 scale), by name or task id."""
+    lines = ["encoders,benchmark,score"]
+    for name, value in retrained.items():
+        lines += [f"{name},{b},{value * 20 if b == 'mme' else value}" for b in BENCHES]
+    path = tmp_path / "subsets.csv"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return str(path)
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from scopebench.cli import app
+
+    return CliRunner().invoke(app, ["roles", *args], env={"COLUMNS": "200"})
+
+
+def test_roles_csv_json(tmp_path):
+    import json
+
+    r = _cli(_csv(tmp_path), "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    overall = {x["encoder"]: x for x in doc["per_encoder"] if x["group"] == OVERALL}
+    assert {e: x["necessity_retrained"] for e, x in overall.items()} == pytest.approx(
+        {"a": 15, "b": -2, "c": 5})
+    assert doc["pair"]["anchor"] == "a" and doc["pair"]["complement"] == "c"
+    assert "Necessity masked: needs the full set masked to b+c" in doc["left_out"]
+    table = _cli(_csv(tmp_path))
+    assert table.exit_code == 0 and "anchor + complement" in table.stdout, table.output
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("b+a,GQA,50\n", "subset a+b (retrained) has GQA twice"),
+    ("a+d,GQA,50\n", "encoder 'd'"),
+    ("a+b+c,MME-P,2001\n", "outside 0-2000"),
+])
+def test_roles_csv_bad_input(tmp_path, extra, message):
+    r = _cli(_csv(tmp_path, extra=extra))
+    assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_roles_csv_benchmark_sets_differ(tmp_path):
+    path = _csv(tmp_path)
+    lines = [x for x in open(path).read().splitlines() if x != "b,gqa,40"]
+    open(path, "w").write("\n".join(lines) + "\n")
+    r = _cli(path)
+    assert r.exit_code == 2 and "lacks benchmark GQA" in r.output, r.output

@@ -60,6 +60,7 @@ class Roles:
     curve: pd.DataFrame  # how, size, subset, model, score, gap_to_full
     pair: dict  # anchor, complement, pair scores, best pair and its kind (Overall)
     dynamics: pd.DataFrame  # model, role, encoder, erank, erank_alone, ratio, trend
+    full_score: float = float("nan")  # Overall
     left_out: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -242,7 +243,7 @@ def analyse(subsets: list[Subset], scores: pd.DataFrame, full: str, pool: list[s
 
     pair = _pair(per, by, encoders, score, full_score, left)
     dynamics = _dynamics(pair, full, encoders, by, eranks, left)
-    return Roles(full, encoders, per, rankings, correlations, curve, pair, dynamics, left)
+    return Roles(full, encoders, per, rankings, correlations, curve, pair, dynamics, full_score, left)
 
 
 def _pair(per: pd.DataFrame, by: dict, encoders: tuple[str, ...], score, full_score: float,
