@@ -577,7 +577,6 @@ def print_check(result: Result) -> None:
     """One summary line per check, every finding not ok (a table when it fits without cutting a name, else
     one block per finding), the blind spots, changed versions, notes and the verdict."""
     from rich.console import Console
-    from rich.measure import Measurement
     from rich.table import Table
     from rich.text import Text
 
@@ -589,13 +588,17 @@ def print_check(result: Result) -> None:
     shown = _shown(result)
     if shown:
         table = Table(title="changes beyond tolerance", title_style="bold")
-        for col in ("status", "check", "model", "benchmark / path", "baseline", "run", "change", "detail"):
+        heads = ("status", "check", "model", "benchmark / path", "baseline", "run", "change", "detail")
+        rows = [[f.status, f.check, f.model, f.item, *_cells(f), f.detail] for f in shown]
+        widths = [max(len(c) for c in (h, *(r[j] for r in rows))) for j, h in enumerate(heads)]
+        widths[-1] = min(30, widths[-1])  # the detail wraps; every other cell is whole on one line
+        for col, width in zip(heads, widths, strict=True):
             table.add_column(col, justify="right" if col in ("baseline", "run", "change") else "left",
-                             no_wrap=col != "detail")
-        for f in shown:
+                             no_wrap=col != "detail", min_width=width)
+        for f, row in zip(shown, rows, strict=True):
             style = "red" if f.status in FAILING else "green" if f.status == "improved" else "yellow"
-            table.add_row(Text(f.status, style=style), f.check, f.model, f.item, *_cells(f), f.detail)
-        if Measurement.get(console, console.options, table).minimum <= console.width:
+            table.add_row(Text(row[0], style=style), *row[1:])
+        if sum(widths) + 3 * len(widths) + 1 <= console.width:
             console.print(table)
         else:  # too narrow for the table: a block per finding, never cut (the terminal wraps long lines)
             console.print("[bold]changes beyond tolerance[/]")
