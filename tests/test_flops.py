@@ -157,7 +157,8 @@ def test_counters_agree_on_tiny_model_paths(make_model, policy, fusion):
     from tests.conftest import tiny_config_dict
 
     model = make_model(policy, fusion)
-    meta = build_model(config_from_dict(tiny_config_dict(policy, fusion), "tiny"), meta=True)
+    cfg = config_from_dict(tiny_config_dict(policy, fusion), "tiny")
+    meta = build_model(cfg, model.tokenizer, meta=True)  # the same tokenizer: the same prompt layout
     result = _assert_agree(model, meta)
     for p in result["paths"]:
         assert all(c["counter"] == "fvcore" for n, c in p["components"].items() if n != "projector")

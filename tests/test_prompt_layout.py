@@ -150,3 +150,15 @@ def test_import_refuses_what_it_cannot_convert(llava_src, tmp_path, spoil, messa
     code, out = run_import(src, tmp_path / "ckpt")
     assert code == 2 and message in out and len(out.strip().splitlines()) == 1, out
     assert not (tmp_path / "ckpt").exists() and not list(tmp_path.glob(".ckpt.*"))
+
+
+def test_the_flop_count_reads_the_prompt_layout(make_model):
+    """The LLM's prefill is counted on --prompt-tokens plus the tokens the layout adds around the prompt."""
+    from scopebench.profiling.components import layout_tokens, plan_model
+
+    model = make_model("shared_only")
+    assert layout_tokens(model) == 2  # "<image>{prompt} answer :"
+    base = plan_model(model, 8)[0].llm_tokens
+    model.cfg = with_layout(model.cfg, prompt_template="what colour is <image> the shape ? {prompt} answer :")
+    assert layout_tokens(model) == 8
+    assert plan_model(model, 8)[0].llm_tokens == base + 6

@@ -219,8 +219,20 @@ def _projector_modules(model, route: Route, standin: nn.Module | None) -> list[n
     return mods + ([model.gate] if model.gate is not None else [])
 
 
+def layout_tokens(model) -> int | None:
+    """Text tokens the model's prompt layout adds around a prompt (template, chat template, system prompt),
+    by its tokenizer; None without one."""
+    from scopebench.models.tokenizer import layout
+
+    if model.tokenizer is None:
+        return None
+    return len(layout(model.cfg, model.tokenizer, "", 1).ids)
+
+
 def plan_model(model, prompt_tokens: int, batch: int = 1) -> list[PathPlan]:
-    """Every path of the model's policy (plus the all-encoders reference for routed policies)."""
+    """Every path of the model's policy (plus the all-encoders reference for routed policies); the LLM
+    reads ``prompt_tokens`` plus those of the prompt layout (``layout_tokens``)."""
+    prompt_tokens += layout_tokens(model) or 0
     device, dtype = where(model)
     shared = encoder_part(SHARED, model.shared, batch)
     n_shared, c_shared = feature_shape(shared)

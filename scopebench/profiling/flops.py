@@ -21,6 +21,7 @@ from scopebench.profiling.components import (
     PathPlan,
     count_params,
     decode_part,
+    layout_tokens,
     plan_encoder,
     plan_model,
     where,
@@ -116,9 +117,13 @@ def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> 
         first = (str(err).strip().splitlines() or [""])[0][:200]
         raise ScopebenchError(f"cannot run '{target.label}': {type(err).__name__}: {first}; "
                               "check --image-size and the model config") from None
+    extra = None if target.encoder else layout_tokens(target.model)
+    if not target.encoder and extra is None:
+        target.notes.append("no tokenizer: the prompt layout's own tokens (template, chat template) are not "
+                            "counted, only --prompt-tokens")
     return {
         "model": target.label, "unit": UNIT, "device": device, "counter": counter,
-        "prompt_tokens": None if target.encoder else prompt_tokens,
+        "prompt_tokens": None if target.encoder else prompt_tokens, "layout_tokens": extra,
         "generated_tokens": None if target.encoder else generated_tokens,
         "policy": None if target.encoder else str(target.model.policy),
         "paths": paths, "unsupported_ops": dict(tally.uncounted.most_common()),

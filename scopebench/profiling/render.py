@@ -36,7 +36,8 @@ def print_flops(result: dict, expected=None, output: Path | None = None) -> None
     """Per-path summary, per-component breakdown, uncounted ops, notes and what was written."""
     console = terminal.console()
     has_llm = result["prompt_tokens"] is not None
-    context = (f"prompt {result['prompt_tokens']} tokens, {result['generated_tokens']} generated; "
+    layout = f" + {result['layout_tokens']} of the prompt layout" if result.get("layout_tokens") else ""
+    context = (f"prompt {result['prompt_tokens']} tokens{layout}, {result['generated_tokens']} generated; "
                if has_llm else "")
     cols = [Col("path", "left", key=True), Col("visual tokens"), Col("GMACs"), Col("GFLOPs")]
     cols += [Col("decode GFLOPs/token")] if has_llm else []
