@@ -293,6 +293,30 @@ def roles(
 
 @app.command()
 @user_errors
+def sweep(
+    full: Annotated[str, typer.Argument(metavar="FULL_CHECKPOINT",
+                                        help="Checkpoint folder or demo model trained on the full set.")],
+    retrained: Annotated[list[str] | None, typer.Option(
+        help="A checkpoint trained on a subset (repeat the option for each).")] = None,
+    suite: Annotated[str, typer.Option(help="Built-in suite name or suite YAML file.")] = "cambrian16-mini",
+    sizes: Annotated[str | None, typer.Option(help="Subset sizes to mask, e.g. 1,2 (default: all).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Run directory (default: runs/sweep-<FULL>); rerun to resume.")] = None,
+    tasks: Annotated[str | None, typer.Option(
+        help="Comma-separated benchmark names or task ids (default: all).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N samples of each task.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass (grouped by route).")] = 16,
+    device: Device = "cpu",
+) -> None:
+    """Evaluate every encoder subset of FULL (masked, plus retrained checkpoints); print the roles."""
+    from scopebench.evaluation.sweep import run_sweep
+
+    run_sweep(full, retrained or [], suite, sizes, output, tasks.split(",") if tasks else None, limit,
+              batch_size, device)
+
+
+@app.command()
+@user_errors
 def check(
     run_dir: Annotated[Path, typer.Argument(help="Run directory to check (written by `scopebench eval`).")],
     baseline: Annotated[Path, typer.Option(

@@ -162,3 +162,31 @@ def test_roles_csv_benchmark_sets_differ(tmp_path):
     open(path, "w").write("\n".join(lines) + "\n")
     r = _cli(path)
     assert r.exit_code == 2 and "lacks benchmark GQA" in r.output, r.output
+
+
+def test_sweep_plan_masks_every_subset_and_tags_it():
+    from scopebench.evaluation.sweep import plan
+
+    todo, total, pool = plan("demo-baseline-all", ["demo-baseline-1-conv", "demo-baseline-0"], None)
+    assert total == 7 and pool == ["hires", "conv", "clip"]
+    masked = {r: t["subset"] for r, t in todo.items() if t["obtained"] == "masked"}
+    assert masked["demo-baseline-all@all/mask:conv,clip"] == ["hires"] and len(masked) == 6
+    assert todo["demo-baseline-all"] == {"subset": pool, "obtained": "retrained"}
+    assert todo["demo-baseline-1-conv"] == {"subset": ["conv"], "obtained": "retrained"}
+    sized, _, _ = plan("demo-baseline-all", ["demo-baseline-1-conv"], "2")
+    assert sorted(r for r, t in sized.items() if t["obtained"] == "masked") == [
+        f"demo-baseline-all@all/mask:{e}" for e in ("clip", "conv", "hires")]
+    assert "demo-baseline-1-conv" not in sized  # --sizes limits the retrained ones too
+
+
+@pytest.mark.parametrize("args, message", [
+    (["demo-scope"], "does not run a fixed set"),
+    (["demo-baseline-all", "--sizes", "4"], "sizes must lie in 1-3"),
+])
+def test_sweep_bad_input(args, message):
+    from typer.testing import CliRunner
+
+    from scopebench.cli import app
+
+    r = CliRunner().invoke(app, ["sweep", *args])
+    assert r.exit_code == 2 and message in r.output, r.output

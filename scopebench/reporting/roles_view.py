@@ -4,6 +4,7 @@ dynamics)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -150,6 +151,13 @@ def load_roles(sources: list[Path], full: str | None = None, suite_name: str | N
     check_subsets(subsets, full, long.groupby("model")["benchmark"].agg(set).to_dict(), where)
     if not full_set:
         raise ScopebenchError(f"{where}: the full set {full} has no routed encoder; pass a model with some")
+    present = set(long.loc[long["model"] == full, "benchmark"])
+    scored = [b for b in suite.benchmarks if b.name in present]
+    if len(scored) < len(suite.benchmarks):  # the suite's benchmarks the subsets were scored on
+        notes.append(f"scores over {len(scored)} of the {len(suite.benchmarks)} benchmarks of {suite.name}: "
+                     f"{', '.join(b.name for b in scored)}")
+        cats = tuple(c for c in suite.categories if any(b.category == c for b in scored))
+        suite = dataclasses.replace(suite, benchmarks=tuple(scored), categories=cats)
     agg = aggregate(long, suite)
     roles = analyse(subsets, agg.categories, full, pool, eranks)
     roles.notes = notes + [
