@@ -40,7 +40,7 @@ PART_LOCK = ".lock.rank{rank}"  # held by the process slot evaluating the part
 def default_models() -> list[str]:
     from scopebench.models.registry import demo_models
 
-    names = list(demo_models())
+    names = [n for n in demo_models() if not n.startswith("demo-baseline-2-")]  # pairs: for `sweep` only
     if not names:
         raise ScopebenchError("no demo checkpoints found; "
                               "build them with `scopebench demo train` or pass MODEL")
