@@ -253,13 +253,10 @@ Pairs = dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | str]
 
 def paired_samples(run: Tables, base: Tables) -> Pairs:
     """(model, benchmark) -> (baseline, run) per-sample scores of the same documents, in one order, where
-    both runs hold them for every document and their means are the scores; else why not ("tolerance alone:
-    ...")."""
+    both runs hold them for every document; else why not ("tolerance alone: ...")."""
     new, old = _per_sample(run["routes"]), _per_sample(base["routes"])
-    score = {"run": _numbers(run["scores"], ["model", "benchmark"], "score"),
-             "baseline": _numbers(base["scores"], ["model", "benchmark"], "score")}
     out: Pairs = {}
-    for key in old.keys() | score["baseline"].index:
+    for key in old.keys() | set(_numbers(base["scores"], ["model", "benchmark"], "score").index):
         before, after = old.get(key), new.get(key)
         if before is None or after is None:
             out[key] = f"no per-sample scores in the {'baseline' if before is None else 'run'}"
@@ -269,12 +266,20 @@ def paired_samples(run: Tables, base: Tables) -> Pairs:
             out[key] = "per-sample scores missing for some samples"
         elif set(before.index) != set(after.index):
             out[key] = "the runs hold per-sample scores of different samples"
-        elif not all(math.isclose(s.mean(), score[side].get(key, math.nan), abs_tol=0.01)
-                     for side, s in (("baseline", before), ("run", after))):
-            out[key] = "the score is not the mean of its per-sample scores"
         else:
             out[key] = (before.to_numpy(), after.reindex(before.index).to_numpy())
     return {k: (v if isinstance(v, tuple) else f"tolerance alone: {v}") for k, v in out.items()}
+
+
+def _score_means(pairs: Pairs, run: Tables, base: Tables) -> Pairs:
+    """``pairs`` where the per-sample means are the two runs' scores; the others say why not."""
+    keys = ["model", "benchmark"]
+    score = (_numbers(base["scores"], keys, "score"), _numbers(run["scores"], keys, "score"))
+    return {key: pair if not isinstance(pair, tuple) or all(
+        math.isclose(float(np.mean(side)), table.get(key, math.nan), abs_tol=0.01)
+        for side, table in zip(pair, score, strict=True))
+        else "tolerance alone: the score is not the mean of its per-sample scores"
+        for key, pair in pairs.items()}
 
 
 def compare_scores(run: Tables, base: Tables, tol: Tolerances, alpha: float, pairs: Pairs) -> list[Finding]:
@@ -287,6 +292,7 @@ def compare_scores(run: Tables, base: Tables, tol: Tolerances, alpha: float, pai
     new, new_n = _numbers(run["scores"], keys, "score"), _numbers(run["scores"], keys, "n")
     old_n = _numbers(base["scores"], keys, "n")
     category = _categories(base["scores"], run["scores"])
+    pairs = _score_means(pairs, run, base)
     tests = {key: paired_drop(*pair) for key, pair in pairs.items() if isinstance(pair, tuple)}
     adjusted = {}
     for model in {m for m, _ in tests}:
@@ -420,7 +426,7 @@ def detectable(base: Tables, pairs: Pairs, tol: Tolerances, alpha: float) -> lis
 
     category = _categories(base["scores"])
     seen = {}
-    for (_, bench), pair in sorted(pairs.items()):
+    for (_, bench), pair in sorted(_score_means(pairs, base, base).items()):
         if isinstance(pair, tuple) and is_binary(pair[0]) and (bench, len(pair[0])) not in seen:
             n = len(pair[0])
             seen[(bench, n)] = {"benchmark": bench, "n": n,
@@ -549,7 +555,8 @@ def _summaries(result: Result) -> list[str]:
             extra = (f"; a paired test at alpha {result.alpha:g} on {paired}, "
                      f"the tolerance alone on {len(mine) - paired}")
         tolerance = "" if limit is None else f" (tolerance {limit:g} {UNITS[check]}{extra})"
-        lines.append(f"{check}s: {len(mine)} compared: {counts}{tolerance}")
+        label = check if check == "answers" else f"{check}s"
+        lines.append(f"{label}: {len(mine)} compared: {counts}{tolerance}")
     return lines
 
 
