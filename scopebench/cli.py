@@ -318,16 +318,17 @@ def sweep(
 @app.command()
 @user_errors
 def check(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory to check (written by `scopebench eval`).")],
+    run_dir: Annotated[Path, typer.Argument(
+        metavar="RUN_DIR", help="Run directory to check (written by `scopebench eval`).")],
     baseline: Annotated[Path, typer.Option(
         help="Baseline run directory, or its scores.parquet / scores.csv.")],
     tolerance: Annotated[float | None, typer.Option(
-        help="Allowed score drop per benchmark, in points (0-100) [default: 1].", show_default=False)] = None,
+        help="Allowed score drop per benchmark, in points (0-100); default 1.", show_default=False)] = None,
     route_tolerance: Annotated[float | None, typer.Option(
-        help="Allowed share of re-routed samples per benchmark, in % [default: 5].",
+        help="Allowed share of re-routed samples per benchmark, in %; default 5.",
         show_default=False)] = None,
     cost_tolerance: Annotated[float | None, typer.Option(
-        help="Allowed FLOPs growth per path and benchmark, in % [default: 1].", show_default=False)] = None,
+        help="Allowed FLOPs growth per path and benchmark, in %; default 1.", show_default=False)] = None,
     tolerances: Annotated[Path | None, typer.Option(
         help="YAML file of tolerances per benchmark, per category and default (the flags replace its "
              "default).", show_default=False)] = None,
