@@ -257,10 +257,12 @@ def latency(
 @app.command()
 @user_errors
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR",
-                                                   help="Run directories written by `scopebench eval`.")],
+    run_dirs: Annotated[list[Path] | None, typer.Argument(
+        metavar="RUN_DIR", help="Run directories written by `scopebench eval`.")] = None,
     scores: Annotated[Path | None, typer.Option(
         help="CSV of external scores: model,benchmark,score (native scale).")] = None,
+    suite: Annotated[str | None, typer.Option(
+        help="Suite of --scores given without a run directory (e.g. cambrian16).")] = None,
     format: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
     plot: Annotated[Path | None, typer.Option(help="Write PNG and SVG plots into this folder.")] = None,
     output: Annotated[Path | None, typer.Option(
@@ -269,7 +271,7 @@ def report(
     """Compute-versus-accuracy report: Pareto front, savings, routing analysis, plots."""
     from scopebench.reporting.report import run_report
 
-    run_report(run_dirs, scores=scores, fmt=format, plot_dir=plot, output=output)
+    run_report(run_dirs or [], scores=scores, fmt=format, plot_dir=plot, output=output, suite=suite)
 
 
 @app.command()

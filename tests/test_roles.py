@@ -190,3 +190,25 @@ def test_sweep_bad_input(args, message):
 
     r = CliRunner().invoke(app, ["sweep", *args])
     assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_report_published_scores_alone(tmp_path):
+    """`report --scores FILE --suite cambrian16` with no run directory: Cambrian-1 averaging."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from scopebench.cli import app
+
+    path = tmp_path / "published.csv"
+    values = {b: 40 + i for i, b in enumerate(BENCHES)}  # MME-P (first) at 40 points = 800 / 2000
+    path.write_text("model,benchmark,score\n" + "".join(
+        f"paper,{b},{v * 20 if b == 'mme' else v}\n" for b, v in values.items()))
+    r = CliRunner().invoke(app, ["report", "--scores", str(path), "--suite", "cambrian16",
+                                 "--format", "json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)["models"][0]
+    assert row["MME-P"] == pytest.approx(40) and row["General (mean)"] == pytest.approx(41.5)
+    assert row["overall"] == pytest.approx(47.5)  # mean of 40..55
+    bare = CliRunner().invoke(app, ["report", "--scores", str(path)])
+    assert bare.exit_code == 2 and "--suite NAME" in bare.output

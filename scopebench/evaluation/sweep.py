@@ -80,7 +80,8 @@ def run_sweep(full: str, retrained: list[str], suite: str, sizes: str | None, ou
     masked = sum(t["obtained"] == "masked" for t in todo.values())
     per = f"{limit} samples each" if limit else "every sample"
     print(f"sweep: 2^{len(pool)} - 1 = {total} subsets of {', '.join(pool)}; evaluating {masked} masked "
-          f"(--sizes {sizes or 'all'}) + {len(todo) - masked} retrained models on {len(benches)} benchmarks "
+          f"(--sizes {sizes or 'all'}) + {len(todo) - masked} retrained models (the full one counts as both) "
+          f"on {len(benches)} benchmarks "
           f"= {len(todo) * len(benches)} model x benchmark parts ({per}); finished parts in {output} are "
           "reused; the progress bar shows the time left", file=sys.stderr)
     run_eval(models=list(todo), suite=suite, tasks=tasks, limit=limit, batch_size=batch_size, device=device,

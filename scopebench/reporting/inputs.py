@@ -122,6 +122,16 @@ def load_runs(run_dirs: list[Path]) -> Runs:
                 manifests)
 
 
+def no_runs(suite: str | None) -> Runs:
+    """No run directory: empty tables of ``suite``, for a report of external scores alone."""
+    if suite is None:
+        raise ScopebenchError("no run directory given; pass run directories, or --scores FILE.csv with "
+                              "--suite NAME to tabulate published scores alone")
+    frames = [conform(pd.DataFrame(), k).assign(run=pd.Series(dtype=object)) for k in ("scores", "routes",
+                                                                                      "costs")]
+    return Runs(load_suite(suite), [], frames[0].assign(source=pd.Series(dtype=object)), *frames[1:])
+
+
 def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
     """External scores CSV (model,benchmark,score in each benchmark's native scale) -> 0-100 rows."""
     try:

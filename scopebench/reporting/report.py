@@ -68,7 +68,7 @@ def _check_output(output: Path, run_dirs: list[Path], scores: Path | None) -> No
 
 def run_report(
     run_dirs: list[Path], scores: Path | None, fmt: str, plot_dir: Path | None, output: Path | None,
-    reference: str | None = None,
+    reference: str | None = None, suite: str | None = None,
 ) -> None:
     """Write the report of ``run_dirs`` in ``fmt`` to ``output`` (or stdout) and plots into ``plot_dir``.
 
@@ -80,14 +80,18 @@ def run_report(
 
     from scopebench.reporting import plots, render
     from scopebench.reporting.build import build_report
-    from scopebench.reporting.inputs import load_external, load_runs
+    from scopebench.reporting.inputs import load_external, load_runs, no_runs
+    from scopebench.suites import load_suite
     from scopebench.tables import atomic_write_text
 
     if fmt not in FORMATS:
         raise ScopebenchError(f"--format: unknown format '{fmt}'; choose from: {', '.join(FORMATS)}")
     if output is not None:
         _check_output(Path(output), run_dirs, scores)
-    runs = load_runs(run_dirs)
+    runs = load_runs(run_dirs) if run_dirs or scores is None else no_runs(suite)
+    if suite is not None and run_dirs and load_suite(suite).name != runs.suite.name:
+        raise ScopebenchError(f"--suite {suite}: the runs are of suite '{runs.suite.name}'; "
+                              "leave --suite out")
     external = load_external(scores, runs.suite, set(runs.scores["model"])) if scores else None
     report = build_report(runs, external, reference=reference)
     figs = plots.figures(report) if plot_dir is not None or fmt == "html" else {}
