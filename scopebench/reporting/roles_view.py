@@ -154,8 +154,10 @@ def load_roles(sources: list[Path], full: str | None = None, suite_name: str | N
     present = set(long.loc[long["model"] == full, "benchmark"])
     scored = [b for b in suite.benchmarks if b.name in present]
     if len(scored) < len(suite.benchmarks):  # the suite's benchmarks the subsets were scored on
-        notes.append(f"scores over {len(scored)} of the {len(suite.benchmarks)} benchmarks of {suite.name}: "
-                     f"{', '.join(b.name for b in scored)}")
+        notes.append(
+            f"scores over {len(scored)} of the {len(suite.benchmarks)} benchmarks of {suite.name}: "
+            f"{', '.join(b.name for b in scored)}"
+        )
         cats = tuple(c for c in suite.categories if any(b.category == c for b in scored))
         suite = dataclasses.replace(suite, benchmarks=tuple(scored), categories=cats)
     agg = aggregate(long, suite)
@@ -173,8 +175,9 @@ def _n(x, fmt: str = ".1f") -> str:
 def _without_empty(t: Table) -> Table:
     """``t`` without the number columns that hold no value (what is left out is named apart)."""
     keep = [j for j in range(len(t.columns)) if j < t.text or any(r[j] != "–" for r in t.rows)]
-    return Table(t.title, [t.columns[j] for j in keep], [[r[j] for j in keep] for r in t.rows], t.caption,
-                 t.text)
+    return Table(
+        t.title, [t.columns[j] for j in keep], [[r[j] for j in keep] for r in t.rows], t.caption, t.text
+    )
 
 
 def tables(roles: Roles) -> list[Table]:
@@ -288,7 +291,7 @@ def _tables(roles: Roles) -> list[Table]:
                 p["best_pair"],
                 _n(p["best_pair_score"]),
                 _n(p["best_pair_gap_to_full"], "+.1f"),
-                p.get("best_pair_kind", "–"),
+                p.get("best_pair_kind", "–").replace("two high-Capacity encoders", "two high-Capacity"),
             ]
         ]
         if "anchor" in p:
@@ -299,8 +302,7 @@ def _tables(roles: Roles) -> list[Table]:
                     p["pair"],
                     _n(p["pair_score"]),
                     _n(p["pair_gap_to_full"], "+.1f"),
-                    f"anchor {p['anchor']} (highest Capacity), complement {p['complement']} "
-                    f"(Capacity rank {p['complement_capacity_rank']})",
+                    f"{p['anchor']} + {p['complement']}",
                 ],
             )
         out.append(
@@ -308,6 +310,13 @@ def _tables(roles: Roles) -> list[Table]:
                 f"Pair recommendation ({p['how']} pairs)",
                 ["pair", "encoders", "score", "gap to full", "kind"],
                 rows,
+                "anchor = the highest-Capacity encoder; complement = the encoder whose pair with it scores "
+                + (
+                    f"highest ({p['complement']}: Capacity rank {p['complement_capacity_rank']})"
+                    if "anchor" in p
+                    else "highest"
+                )
+                + "; kind: two high-Capacity encoders (the top two by Capacity) or anchor + complement",
                 text=2,
             )
         )
@@ -393,7 +402,8 @@ def figures(roles: Roles) -> dict[str, object]:
     if len(roles.curve):
         fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
         for how, part in roles.curve.groupby("how", sort=False):
-            ax.plot(part["size"], part["score"], marker="o" if how == "retrained" else "s", label=how)
+            line = part.set_index("size")["score"].reindex(range(1, len(roles.encoders) + 1))  # gap: missing
+            ax.plot(line.index, line, marker="o" if how == "retrained" else "s", label=how)
             for r in part.to_dict("records"):
                 ax.annotate(
                     r["subset"],
