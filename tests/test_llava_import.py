@@ -13,8 +13,8 @@ CHAT = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %
         "{% if add_generation_prompt %}assistant:{% endif %}")
 
 
-def make_llava(folder, chat_template: str | None = CHAT, text: str = "llama", seed: int = 0):
-    """A tiny random LLaVA (CLIP tower, Llama or Qwen2 LLM, a character-level tokenizer with <image>,
+def make_llava(folder, chat_template: str | None = CHAT, seed: int = 0):
+    """A tiny random LLaVA (CLIP tower, Llama LLM, a character-level tokenizer with <image>,
     CLIPImageProcessor), with a large init scale so its answers change from prompt to prompt."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
@@ -25,7 +25,6 @@ def make_llava(folder, chat_template: str | None = CHAT, text: str = "llama", se
         LlavaForConditionalGeneration,
         LlavaProcessor,
         PreTrainedTokenizerFast,
-        Qwen2Config,
     )
 
     chars = [chr(i) for i in range(32, 127)] + ["\n"]
@@ -37,7 +36,7 @@ def make_llava(folder, chat_template: str | None = CHAT, text: str = "llama", se
                                   bos_token="<s>", eos_token="</s>")
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     tok.chat_template = chat_template
-    llm = {"llama": LlamaConfig, "qwen2": Qwen2Config}[text](
+    llm = LlamaConfig(
         vocab_size=len(tok), hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=2048, pad_token_id=0, bos_token_id=2, eos_token_id=3)
     vision = CLIPVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
