@@ -90,6 +90,19 @@ def test_an_empty_build_skips_writes_to_meta_tensors_only():
     assert Ops.ran == ["t_", "zeros", "fill_", "mul_"], Ops.ran
 
 
+def test_a_checkpoint_from_before_prompt_layouts_reads_as_images_first(make_model, tmp_path):
+    model = make_model("router")
+    folder = save_checkpoint(model, tmp_path / "ckpt")
+    meta = json.loads((folder / "scopebench.json").read_text())
+    assert meta["prompt_template"] == "<image>{prompt} answer :"
+    meta["prompt_template"] = "{prompt} answer :"  # what an earlier version wrote: images before all text
+    (folder / "scopebench.json").write_text(json.dumps(meta))
+    loaded = load_checkpoint(folder)
+    assert loaded.cfg.prompt_template == "<image>{prompt} answer :"
+    images, _, _ = _inputs(model)
+    assert loaded.generate(images, CORPUS[:3]).texts == model.generate(images, CORPUS[:3]).texts
+
+
 def test_a_missing_shard_or_a_tensor_in_two_shards_is_named(make_model, tmp_path):
     folder = save_checkpoint(make_model("router"), tmp_path / "ckpt", max_shard_size="200KB")
     shards = sorted(folder.glob("model-*.safetensors"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scopebench.config import ModelConfig, config_from_dict
+from scopebench.config import IMAGE_PLACEHOLDER, ModelConfig, config_from_dict
 from scopebench.errors import ScopebenchError
 from scopebench.models.weights import DTYPES, save_weights
 from scopebench.tables import TMP_SUFFIX, atomic_write_text
@@ -56,6 +56,8 @@ def save_checkpoint(model, folder: Path, max_shard_size: int | str = "5GB") -> P
 
 
 def read_config(folder: Path) -> ModelConfig:
+    """The checkpoint's config. A checkpoint written before prompt layouts existed (a template with no
+    image placeholder, no chat template) put the visual tokens before all text: it reads as that layout."""
     path = Path(folder) / CONFIG_FILE
     if not path.exists():
         raise ScopebenchError(f"{folder}: no {CONFIG_FILE}; this is not a scopebench checkpoint folder")
@@ -64,6 +66,9 @@ def read_config(folder: Path) -> ModelConfig:
     except json.JSONDecodeError as err:
         raise ScopebenchError(f"{path}: not valid JSON (line {err.lineno}); "
                               "restore the file from the checkpoint") from None
+    template = data.get("prompt_template") if isinstance(data, dict) else None
+    if isinstance(template, str) and IMAGE_PLACEHOLDER not in template and not data.get("chat_template"):
+        data["prompt_template"] = IMAGE_PLACEHOLDER + template
     return config_from_dict(data, str(path), base=Path(folder))
 
 
