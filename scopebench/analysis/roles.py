@@ -274,7 +274,8 @@ def _pair(per: pd.DataFrame, by: dict, encoders: tuple[str, ...], score, full_sc
         return out
     chosen = max(with_anchor, key=with_anchor.get)
     complement = next(e for e in chosen if e != anchor)
-    kind = "two high-Capacity encoders" if set(best) == set(ranked[:2]) else (
+    top_two = all(cap[e] >= cap[ranked[1]] for e in best)  # the two highest Capacities (ties count)
+    kind = "two high-Capacity encoders" if top_two else (
         "anchor + complement" if anchor in best else "neither (the anchor is not in it)")
     return out | {"anchor": anchor, "anchor_capacity": float(cap[anchor]), "complement": complement,
                   "complement_capacity_rank": ranked.index(complement) + 1, "pair": "+".join(chosen),
