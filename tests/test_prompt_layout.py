@@ -108,17 +108,18 @@ def test_images_above_max_images_are_dropped_and_counted_in_the_manifest(tmp_pat
     assert entry["images_dropped"] == {"MMMU": 2, "GQA": 0} and entry["max_images"] == 1
 
 
-@pytest.mark.parametrize("template, message", [
-    ("<image><image>{prompt}", "holds 2 '<image>' placeholders; it takes exactly one"),
-    ("{prompt}", "holds no '<image>' placeholder"),
+@pytest.mark.parametrize("template, extra, message", [
+    ("<image><image>{prompt}", {}, "holds 2 '<image>' placeholders; it takes exactly one"),
+    # a chat-template checkpoint says where its image goes (one with neither is an old, images-first one)
+    ("{prompt}", {"chat_template": True}, "holds no '<image>' placeholder"),
 ])
-def test_a_template_with_other_than_one_placeholder_is_refused(tmp_path, template, message):
+def test_a_template_with_other_than_one_placeholder_is_refused(tmp_path, template, extra, message):
     from scopebench.paths import demo_checkpoints_dir
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(demo_checkpoints_dir() / "demo-baseline-0", ckpt)
     data = json.loads((ckpt / "scopebench.json").read_text())
-    (ckpt / "scopebench.json").write_text(json.dumps({**data, "prompt_template": template}))
+    (ckpt / "scopebench.json").write_text(json.dumps({**data, "prompt_template": template, **extra}))
     result = CliRunner().invoke(app, ["models", str(ckpt)])
     assert result.exit_code == 2 and message in result.output, result.output
     assert "scopebench.json: prompt_template" in result.output
