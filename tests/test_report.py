@@ -223,7 +223,7 @@ def test_encoder_roles_known_answers(run_dir, tmp_path):
     assert (roles[("vit_hr", "Overall")]["erank"] == pytest.approx(17.5)
             and roles[("vit_hr", "OCR & Chart")]["erank"] == 10.0)
     assert roles[("siglip", "Overall")]["erank"] is None
-    assert (any("need more runs" in n for n in doc["notes"])
+    assert (any("encoder roles: left out: " in n for n in doc["notes"])
             and not any("several full-set" in n for n in doc["notes"]))
     markdown = invoke(run, "--format", "markdown").stdout
     assert "## Encoder roles" in markdown and "masked: demo-baseline-all@all/mask:vit_hr" in markdown
