@@ -132,6 +132,20 @@ def no_runs(suite: str | None) -> Runs:
     return Runs(load_suite(suite), [], frames[0].assign(source=pd.Series(dtype=object)), *frames[1:])
 
 
+def scored_row(rec: dict, suite, where: str):
+    """A CSV row's benchmark (by name or task id) and its score, checked against the native scale."""
+    try:
+        bench = suite.benchmark(str(rec["benchmark"]))
+    except ScopebenchError as err:
+        raise ScopebenchError(f"{where}: column 'benchmark': {err}") from None
+    value = pd.to_numeric(rec["score"], errors="coerce")
+    if not (pd.notna(value) and 0 <= value <= bench.native_max):
+        what = "is outside" if pd.notna(value) else "is not a number in"
+        raise ScopebenchError(f"{where}: score {rec['score']!r} of {bench.name} {what} "
+                              f"0-{bench.native_max:g} (its native scale); fix the value")
+    return bench, value
+
+
 def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
     """External scores CSV (model,benchmark,score in each benchmark's native scale) -> 0-100 rows."""
     try:
@@ -150,17 +164,7 @@ def load_external(path: Path, suite: Suite, measured: set[str]) -> pd.DataFrame:
         where = f"{path}: line {i}"
         if pd.isna(rec["model"]) or not str(rec["model"]).strip():
             raise ScopebenchError(f"{where}: column 'model' is empty; name the model")
-        try:
-            bench = suite.benchmark(str(rec["benchmark"]))
-        except ScopebenchError as err:
-            raise ScopebenchError(f"{where}: column 'benchmark': {err}") from None
-        value = pd.to_numeric(rec["score"], errors="coerce")
-        if not (pd.notna(value) and 0 <= value <= bench.native_max):
-            what = "is outside" if pd.notna(value) else "is not a number in"
-            raise ScopebenchError(
-                f"{where}: score {rec['score']!r} of {bench.name} {what} 0-{bench.native_max:g} "
-                f"(its native scale); fix the value"
-            )
+        bench, value = scored_row(rec, suite, where)
         if rec["model"] in measured:
             raise ScopebenchError(
                 f"{where}: model '{rec['model']}' is also a measured model; rename the external one"

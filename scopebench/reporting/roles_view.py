@@ -15,6 +15,7 @@ import pandas as pd
 from scopebench.analysis.aggregate import OVERALL, aggregate
 from scopebench.analysis.roles import Roles, Subset, analyse, check_subsets, mean_erank, run_subsets
 from scopebench.errors import ScopebenchError
+from scopebench.reporting.inputs import scored_row
 from scopebench.suites import Suite, load_suite
 
 FORMATS = ("table", "markdown", "json")
@@ -66,17 +67,7 @@ def read_subset_csv(path: Path, suite: Suite) -> tuple[list[Subset], pd.DataFram
             raise ScopebenchError(f"{where}: column 'how': '{how}'; write retrained or masked")
         label = "+".join(sorted(encoders)) or "shared"
         model = names.setdefault((encoders, how), label if how == "retrained" else f"{label} (masked)")
-        try:
-            bench = suite.benchmark(str(rec["benchmark"]))
-        except ScopebenchError as err:
-            raise ScopebenchError(f"{where}: column 'benchmark': {err}") from None
-        value = pd.to_numeric(rec["score"], errors="coerce")
-        if not (pd.notna(value) and 0 <= value <= bench.native_max):
-            what = "is outside" if pd.notna(value) else "is not a number in"
-            raise ScopebenchError(
-                f"{where}: score {rec['score']!r} of {bench.name} {what} "
-                f"0-{bench.native_max:g} (its native scale); fix the value"
-            )
+        bench, value = scored_row(rec, suite, where)
         if (model, bench.name) in seen:
             raise ScopebenchError(f"{where}: subset {label} ({how}) has {bench.name} twice; keep one row")
         seen.add((model, bench.name))
