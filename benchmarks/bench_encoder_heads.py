@@ -56,6 +56,12 @@ def hf_full(enc):
     )
 
 
+def _vit(model_type: str, **fields) -> dict:
+    """An HF vision config of ViT-B/16 shape at 224, with ``fields`` changed."""
+    return {"model_type": model_type, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+            "num_attention_heads": 12, "image_size": 224, "patch_size": 16, **fields}
+
+
 CASES = {
     "timm:vit_base_patch16_224": ("timm", {}),
     "timm:deit_base_distilled_patch16_224": ("timm", {}),
@@ -72,80 +78,14 @@ CASES = {
     "open_clip:EVA02-B-16": ("open_clip", {}),
     "open_clip:ViT-B-16-SigLIP": ("open_clip", {}),
     "open_clip:ViT-SO400M-14-SigLIP-384": ("open_clip", {}),
-    "hf:clip-vit-base-patch16": (
-        "hf",
-        {
-            "config": dict(
-                model_type="clip_vision_model",
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                image_size=224,
-                patch_size=16,
-            )
-        },
-    ),
-    "hf:siglip-base-patch16-224": (
-        "hf",
-        {
-            "config": dict(
-                model_type="siglip_vision_model",
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                image_size=224,
-                patch_size=16,
-            )
-        },
-    ),
-    "hf:siglip-so400m-patch14-384": (
-        "hf",
-        {
-            "config": dict(
-                model_type="siglip_vision_model",
-                hidden_size=1152,
-                intermediate_size=4304,
-                num_hidden_layers=27,
-                num_attention_heads=16,
-                image_size=384,
-                patch_size=14,
-            )
-        },
-    ),
-    "hf:dinov2-base": (
-        "hf",
-        {
-            "config": dict(
-                model_type="dinov2",
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                image_size=518,
-                patch_size=14,
-            ),
-            "image_size": 224,
-        },
-    ),
-    "hf:dinov3-vitb16": (
-        "hf",
-        {
-            "config": dict(
-                model_type="dinov3_vit",
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                image_size=224,
-                patch_size=16,
-                num_register_tokens=4,
-                layerscale_value=1.0,
-                use_gated_mlp=False,
-            )
-        },
-    ),
+    "hf:clip-vit-base-patch16": ("hf", {"config": _vit("clip_vision_model")}),
+    "hf:siglip-base-patch16-224": ("hf", {"config": _vit("siglip_vision_model")}),
+    "hf:siglip-so400m-patch14-384": ("hf", {"config": _vit(
+        "siglip_vision_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+        num_attention_heads=16, image_size=384, patch_size=14)}),
+    "hf:dinov2-base": ("hf", {"config": _vit("dinov2", image_size=518, patch_size=14), "image_size": 224}),
+    "hf:dinov3-vitb16": ("hf", {"config": _vit("dinov3_vit", num_register_tokens=4, layerscale_value=1.0,
+                                                use_gated_mlp=False)}),
     "hf:Qwen2.5-VL-7B-vision": (
         "hf",
         {
