@@ -14,7 +14,41 @@ import typer
 from scopebench import __version__
 from scopebench.errors import ScopebenchError
 
-app = typer.Typer(
+
+class _BareFlags:
+    """Flags in --help without Typer's ``<bool>`` type label (``--json``, ``-h, --help``)."""
+
+    def get_params(self, ctx) -> list:
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, typer.core.TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_BareFlags, typer.core.TyperCommand):
+    """click's usage notation, ``MODEL`` and ``[MODEL]...``, where Typer writes ``{MODEL}``."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, typer.core.TyperArgument):
+                name = param.display_name_raw if param.required else f"[{param.display_name_raw}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+class _Group(_BareFlags, typer.core.TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    def command(self, *args, cls=_Command, **kwargs):
+        return super().command(*args, cls=cls, **kwargs)
+
+
+app = _Typer(
+    cls=_Group,
     name="scopebench",
     help="Benchmark multi-encoder VLMs (SCOPE Mixture-of-Encoders and baselines): accuracy, FLOPs, latency, "
     "routing.",
@@ -23,10 +57,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-demo_app = typer.Typer(
-    help="Build the offline demo: the cambrian16-mini suite and the tiny demo checkpoints.")
+demo_app = _Typer(
+    cls=_Group, help="Build the offline demo: the cambrian16-mini suite and the tiny demo checkpoints.")
 app.add_typer(demo_app, name="demo")
-import_app = typer.Typer(help="Convert a model trained elsewhere into a scopebench checkpoint.",
+import_app = _Typer(cls=_Group, help="Convert a model trained elsewhere into a scopebench checkpoint.",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
@@ -72,14 +106,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
+        bool, typer.Option("--version", callback=_version, is_eager=True,
                            help="Print the version and exit.")
     ] = False,
 ) -> None:
     """scopebench: what a multi-encoder VLM is worth, in accuracy and in compute."""
 
 
-Json = Annotated[bool, typer.Option("--json", metavar="",  # a flag: no "<bool>" in --help
+Json = Annotated[bool, typer.Option("--json",
                                     help="Print machine-readable JSON on stdout and nothing else.")]
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 
@@ -113,9 +147,9 @@ def eval_(
     device: Device = "cpu",
     output: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<suite>).")] = None,
     judge: Annotated[bool, typer.Option(
-        metavar="", help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
+        help="Use the API-judge variants of MMBench / MathVista (needs an API key).")] = False,
     overwrite: Annotated[bool, typer.Option(
-        "--overwrite", metavar="",
+        "--overwrite",
         help="Replace the results of another model of the same name in --output.")] = False,
     dtype: Annotated[str, typer.Option(
         help="auto (the checkpoint's stored dtype on CUDA, float32 on CPU), float32, bfloat16 or float16.")
@@ -155,7 +189,7 @@ def assemble(
     max_shard_size: Annotated[str, typer.Option(help="Shard the weights above this size (e.g. 5GB).")
                               ] = "5GB",
     allow_random: Annotated[bool, typer.Option(
-        "--allow-random", metavar="",
+        "--allow-random",
         help="Randomly initialise what nothing supplies (marks the checkpoint untrained).")
     ] = False,
     json_out: Json = False,
@@ -213,7 +247,7 @@ def flops(
     generated_tokens: Annotated[int, typer.Option(
         help="Generated tokens (decode cost per token is reported).")] = 16,
     meta: Annotated[bool, typer.Option(
-        "--meta", metavar="", help="Count on the meta device: no weights, any size.")] = False,
+        "--meta", help="Count on the meta device: no weights, any size.")] = False,
     counter: Annotated[str, typer.Option(help="fvcore (jit trace) or torch (FlopCounterMode).")] = "fvcore",
     output: Annotated[Path | None, typer.Option(
         help="Run directory: add per-path costs and expected costs under routing.")] = None,
@@ -240,7 +274,7 @@ def latency(
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
     cuda_graphs: Annotated[bool, typer.Option(
-        metavar="", help="Capture each encoder in a CUDA graph (CUDA only).")] = False,
+        help="Capture each encoder in a CUDA graph (CUDA only).")] = False,
     output: Annotated[Path | None, typer.Option(help="Run directory to add latency rows to.")] = None,
     json_out: Json = False,
 ) -> None:
@@ -279,7 +313,7 @@ def report(
 def roles(
     sources: Annotated[list[Path], typer.Argument(
         help="Run directories and / or CSVs encoders,benchmark,score (encoders joined by '+').",
-        metavar="SOURCE...")],
+        metavar="SOURCE")],
     full: Annotated[str | None, typer.Option(
         help="The full-set model (default: the largest subset).")] = None,
     format: Annotated[str, typer.Option(help="table | markdown | json")] = "table",

@@ -115,10 +115,21 @@ def test_tasks_match_names_and_ids_in_any_case():
 
 
 def test_help_has_no_type_oddities():
-    for command in ("eval", "flops", "report", "models"):
-        text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"}).output
-        json_line = next(line for line in text.splitlines() if "--json" in line or "--plot" in line)
-        assert "<bool>" not in json_line and "{model}" not in text and "{run_dirs}" not in text
+    """click's notation in every --help: `MODEL` / `[MODEL]...`, flags bare (Typer writes {MODEL}, <bool>)."""
+    import typer.main
+
+    from scopebench.cli import app as cli_app
+
+    group = typer.main.get_command(cli_app)
+    commands = [[]] + [[name] for name in group.commands if name not in ("demo", "import")] + \
+        [["demo", "train"], ["demo", "suite"], ["import", "llava-hf"]]
+    for command in commands:
+        text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "160"}).output
+        usage = next(line for line in text.splitlines() if "Usage:" in line)
+        assert "{" not in usage and "<bool>" not in text, (command, usage)
+    flops = CliRunner().invoke(app, ["flops", "--help"], env={"COLUMNS": "160"}).output
+    assert "scopebench flops [OPTIONS] MODEL" in flops
+    assert "scopebench eval [OPTIONS] [MODEL]..." in CliRunner().invoke(app, ["eval", "-h"]).output
 
 
 def test_flops_output_says_what_it_wrote(tmp_path, capsys, monkeypatch):
