@@ -229,6 +229,12 @@ def test_encoder_roles_known_answers(run_dir, tmp_path):
     assert "## Encoder roles" in markdown and "masked: demo-baseline-all@all/mask:vit_hr" in markdown
     assert "Encoder roles" in invoke(run, "--plot", tmp_path / "plots").stdout
     assert (tmp_path / "plots" / "encoder_roles.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the section is `scopebench roles`' analysis: its best-subset curve, correlations and plots too
+    curve = {(c["how"], c["size"]): c for c in doc["encoder_roles"]["curve"]}
+    assert curve[("masked", 2)]["subset"] == "convnext+siglip"
+    assert curve[("masked", 2)]["gap_to_full"] == pytest.approx(-4.0)
+    assert "Best subset per size" in markdown and "Rank correlations" in markdown
+    assert (tmp_path / "plots" / "roles_marginal_gain.png").exists()
 
 
 def _one_line_error(result, *needles):

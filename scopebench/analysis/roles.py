@@ -323,31 +323,3 @@ def roles_from_runs(agg: Aggregate, routes: pd.DataFrame, models: dict[str, Mode
     out = analyse(subsets, agg.categories, full, pool, eranks)
     out.notes = notes + out.notes
     return out
-
-
-def encoder_roles(
-    agg: Aggregate, routes: pd.DataFrame, models: dict[str, ModelEntry], categories: dict[str, str],
-) -> tuple[pd.DataFrame, list[str]]:
-    """The report's table: Capacity, Necessity and effective rank per routed encoder of the full set, per
-    category and overall; plus notes (pair, rank correlations, what is left out)."""
-    roles = roles_from_runs(agg, routes, models, categories)
-    if roles is None:
-        return pd.DataFrame(columns=COLUMNS), []
-    return roles.per_encoder, roles.notes + summary_lines(roles)
-
-
-def summary_lines(roles: Roles) -> list[str]:
-    """One line each: the pair recommendation, the rank correlations (Overall), what is left out."""
-    out = []
-    p = roles.pair
-    if "anchor" in p:
-        out.append(f"encoder roles: anchor {p['anchor']} + complement {p['complement']} = "
-                   f"{p['pair_score']:.1f} ({p['pair_gap_to_full']:+.1f} vs the full set, {p['how']}); "
-                   f"best pair {p['best_pair']} "
-                   f"is {p['best_pair_kind']}")
-    for r in roles.correlations[roles.correlations["group"] == OVERALL].to_dict("records"):
-        out.append(f"encoder roles: {r['a']} vs {r['b']}: Kendall tau {r['kendall_tau']:+.2f}, "
-                   f"Spearman rho {r['spearman_rho']:+.2f} over {r['n']} encoders")
-    if roles.left_out:
-        out.append("encoder roles: left out: " + "; ".join(dict.fromkeys(roles.left_out)))
-    return out

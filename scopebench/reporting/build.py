@@ -19,7 +19,8 @@ from scopebench.analysis.compute import (
     saving,
 )
 from scopebench.analysis.pareto import pareto_front
-from scopebench.analysis.roles import encoder_roles
+from scopebench.analysis.roles import COLUMNS as ROLE_COLUMNS
+from scopebench.analysis.roles import Roles, roles_from_runs
 from scopebench.analysis.routing import (
     baseline1_models,
     oracle_table,
@@ -56,6 +57,7 @@ class Report:
     notes: list[str]
     manifests: dict[str, dict] = field(default_factory=dict)  # run directory -> its manifest (provenance)
     stderr: pd.DataFrame = field(default_factory=pd.DataFrame)  # model x benchmark standard error (0-100)
+    role_analysis: Roles | None = None  # the whole encoder-roles analysis (`scopebench roles`), when it runs
 
 
 def _model_rows(scores: pd.DataFrame, routes: pd.DataFrame) -> pd.DataFrame:
@@ -209,9 +211,12 @@ def build_report(
     models = models[[*_FIRST, *cats.columns, *agg.benchmarks.columns, *_LAST]]
     routing, oracle = _routing(seeing, runs.suite, notes)
     categories = {b.name: b.category for b in runs.suite.benchmarks}
-    roles, role_notes = encoder_roles(agg, seeing, runs.models, categories)
+    analysis = roles_from_runs(agg, seeing, runs.models, categories)
+    roles = pd.DataFrame(columns=ROLE_COLUMNS) if analysis is None else analysis.per_encoder
+    role_notes = [] if analysis is None else analysis.notes + [
+        f"encoder roles: left out: {x}" for x in dict.fromkeys(analysis.left_out)]
     vision = vision_gains(agg, runs.routes, blind, runs.suite, n_resamples, seed)
     return Report(runs.suite, runs.dirs, agg, models, expected, _paths(costs), routing, oracle, roles,
                   vision, notes + role_notes, runs.manifests,
                   runs.scores.pivot_table(index="model", columns="benchmark", values="stderr",
-                                          aggfunc="first"))
+                                          aggfunc="first"), analysis)

@@ -246,6 +246,10 @@ def figures(report: Report) -> dict[str, object]:
         figs["latency"] = latency(report)
     if len(report.roles):
         figs["encoder_roles"] = encoder_roles(report)
+    if report.role_analysis is not None:
+        from scopebench.reporting.roles_view import figures as role_figures
+
+        figs.update(role_figures(report.role_analysis))
     return figs
 
 
@@ -277,6 +281,12 @@ CAPTIONS = {
     "encoder_roles": "Capacity (the encoder alone beside the shared encoder, minus the shared-only model) "
                      "and Necessity (the full set minus the full set without the encoder), overall; "
                      "n/a where a run is missing.",
+    "roles_marginal_gain": "Best overall score among the evaluated subsets of each size, masked on the full "
+                           "checkpoint and retrained; the dashed line is the full set.",
+    "roles_capacity_necessity": "Each routed encoder's Capacity (its score alone beside the shared encoder) "
+                                "against its Necessity (the full set minus the set without it).",
+    "roles_rank_dynamics": "Effective rank of each encoder's pre-projector features in the best pair and "
+                           "the full set, over its rank in its own single-encoder model.",
 }
 
 

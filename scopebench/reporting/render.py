@@ -213,7 +213,17 @@ def roles_section(report: Report) -> list[Section]:
         "eff. rank = mean entropy effective rank of its pre-projector features in the full model; "
         + "; ".join(used),
         bold, text=(0, 1), keys=(0, 1),
-    )]
+    )] + [Section(t.title, t.columns, t.rows, t.caption, text=tuple(range(t.text)), keys=tuple(range(t.text)))
+          for t in _role_tables(report)]
+
+
+def _role_tables(report: Report):
+    """The rest of `scopebench roles`' analysis: rank correlations, best subsets, the pair, rank dynamics."""
+    from scopebench.reporting.roles_view import tables
+
+    if report.role_analysis is None:
+        return []
+    return [t for t in tables(report.role_analysis) if not t.title.startswith("Encoder roles")]
 
 
 def vision_section(report: Report) -> list[Section]:

@@ -28,6 +28,7 @@ def _records(df: pd.DataFrame) -> list[dict]:
 def to_json(report) -> str:
     """The joined tables as one JSON document (NaN -> null, infinity -> "inf")."""
     from scopebench.reporting.render import FLOPS_NOTE
+    from scopebench.reporting.roles_view import to_json as roles_json
 
     doc = {
         "suite": report.suite.name, "runs": [str(r) for r in report.runs],
@@ -37,6 +38,8 @@ def to_json(report) -> str:
         "paths": _records(report.paths), "routing": _records(report.routing),
         "oracle": _records(report.oracle),
         "roles": _records(report.roles), "vision": _records(report.vision),
+        "encoder_roles": (None if report.role_analysis is None
+                          else json.loads(roles_json(report.role_analysis))),
         "notes": report.notes,
     }
     return json.dumps(doc, indent=2) + "\n"
