@@ -29,8 +29,11 @@ SCORES_COLUMNS = ["model", "suite", "benchmark", "task", "category", "metric", "
 # erank:<encoder>: entropy effective rank of the encoder's pre-projector features for the sample
 # ("shared" too; NaN where the sample's route did not run the encoder); visual_tokens: how many visual tokens
 # the LLM got for the sample's images on its route (they follow the image at native resolution; empty in
-# tables of an earlier scopebench).
-ROUTES_COLUMNS = ["model", "benchmark", "task", "doc_id", "route", "encoder", "sample_score", "visual_tokens"]
+# tables of an earlier scopebench); visual_grid: the shared encoder's merged-token grid of each of the
+# sample's images when it runs at native resolution, e.g. "14x20" or "14x20;10x10" (empty at one fixed size
+# and in tables of an earlier scopebench): what `scopebench flops MODEL --output RUN` counts each sample at.
+ROUTES_COLUMNS = ["model", "benchmark", "task", "doc_id", "route", "encoder", "sample_score", "visual_tokens",
+                  "visual_grid"]
 PROB_PREFIX = "prob:"
 ERANK_PREFIX = "erank:"
 # kind: "path" (static per-path count), "latency" (measured), or "expected" (per benchmark, under routing).
@@ -151,7 +154,7 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
             f"{path}: cannot read the {name} table ({err.__class__.__name__}); re-create it with scopebench"
         ) from None
     required = [c for c in TABLES[name]
-                if c not in ("stderr", "sample_score", "counter", "docs", "visual_tokens")]
+                if c not in ("stderr", "sample_score", "counter", "docs", "visual_tokens", "visual_grid")]
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ScopebenchError(f"{path}: the {name} table lacks column '{missing[0]}'; "

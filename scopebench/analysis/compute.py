@@ -77,7 +77,37 @@ def _sample_tokens(expected: pd.DataFrame, routes: pd.DataFrame) -> pd.DataFrame
     return out.drop(columns="sample_tokens")
 
 
-def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame) -> pd.DataFrame:
+def has_grids(routes: pd.DataFrame) -> pd.Series:
+    """Per routes row: whether it holds the sample's native-resolution token grids (``visual_grid``)."""
+    if "visual_grid" not in routes:
+        return pd.Series(False, index=routes.index)
+    return routes["visual_grid"].notna() & (routes["visual_grid"].astype(str).str.strip() != "")
+
+
+def sample_costs(routes: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, benchmark) whose every sample has a counted size: the mean over its samples of their own
+    MACs (``sizes``: model, route, visual_grid, reference, macs, visual_tokens: `scopebench flops`' counts at
+    each distinct (route, grid)), of their visual tokens, and of the all-encoders reference at their grids
+    (``reference_macs``, NaN without one). Columns: model, benchmark, macs, visual_tokens, reference_macs."""
+    cols = [*_KEYS, "macs", "visual_tokens", "reference_macs"]
+    if sizes.empty or routes.empty:
+        return pd.DataFrame(columns=cols)
+    routes = routes.assign(visual_grid=routes["visual_grid"].where(has_grids(routes)))
+    own = sizes[~sizes["reference"].astype(bool)][["model", "route", "visual_grid", "macs", "visual_tokens"]]
+    ref = sizes[sizes["reference"].astype(bool)][["model", "visual_grid", "macs"]]
+    merged = routes[[*_KEYS, "route", "visual_grid"]].merge(own, on=["model", "route", "visual_grid"],
+                                                            how="left")
+    merged = merged.merge(ref.rename(columns={"macs": "reference_macs"}), on=["model", "visual_grid"],
+                          how="left")
+    merged = _numeric(merged, ["macs", "visual_tokens", "reference_macs"])
+    grouped = merged.groupby(_KEYS)
+    out = grouped[["macs", "visual_tokens", "reference_macs"]].mean()
+    out = out[grouped["macs"].count() == grouped.size()]  # a sample without a counted size: no mean
+    return out.reset_index()[cols]
+
+
+def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame,
+                   sizes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Expected per-sample cost of each (model, benchmark) under the observed routing.
 
     Returns ``costs``-schema rows with kind="expected", path="expected", component="total":
@@ -85,6 +115,8 @@ def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame) -> pd.DataFr
     the mean of the samples' own counts where the routes table has them);
     params is the model's largest path-total ``params``. Models without path rows are skipped;
     a route without a path row is an error (the costs were counted for another config).
+    ``sizes``: counts at each sample's own image size (``sample_costs``); where they cover a benchmark, its
+    macs and visual_tokens are the mean of its samples' own counts, and ``reference_macs`` is added.
     """
     paths = path_totals(costs_df, "path")
     weights = route_weights(routes_df[routes_df["model"].isin(paths["model"])])
@@ -98,12 +130,28 @@ def expected_costs(routes_df: pd.DataFrame, costs_df: pd.DataFrame) -> pd.DataFr
         )
     out = _weighted(weights, paths, ["macs", "visual_tokens", "active_params"])
     out = _sample_tokens(out, routes_df)
+    if sizes is not None:
+        own = sample_costs(routes_df, sizes).set_index(_KEYS)
+        out = out.set_index(_KEYS)
+        out.update(own[["macs", "visual_tokens"]])
+        out = out.join(own["reference_macs"]).reset_index()
     per_model = paths.groupby("model").agg(params=("params", "max"), device=("device", "last"),
                                            counter=("counter", "last"))
     out = out.join(per_model, on="model")
     out["flops"] = FLOPS_PER_MAC * out["macs"]
     out["kind"], out["path"], out["component"] = "expected", "expected", TOTAL
     return conform(out, "costs")
+
+
+def one_size_notes(routes: pd.DataFrame, costs: pd.DataFrame) -> list[str]:
+    """A note per model whose routes hold per-sample token grids (native resolution) but whose expected costs
+    are not stored: computed here from the one-size path figures, not from each sample's own size."""
+    costs = conform(costs, "costs")
+    stored = set(costs.loc[costs["kind"] == "expected", "model"])
+    native = sorted(set(routes.loc[has_grids(routes), "model"]) - stored)
+    return [f"expected compute of {m}: its shared encoder runs at native resolution, but the costs hold only "
+            f"one image size; the per-sample figure needs `scopebench flops {m} --output RUN` after eval"
+            for m in native]
 
 
 def resolve_expected(routes: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:

@@ -122,6 +122,7 @@ def _well_formed(rec) -> bool:
                  or (isinstance(answer, list) and len(answer) == 2 and number(answer[0])))
             and (probs is None or (isinstance(probs, dict) and all(map(number, probs.values()))))
             and isinstance(eranks, dict) and all(map(number, eranks.values()))
+            and isinstance(rec.get("visual_grid", ""), str)
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (tokens, dropped)))
 
 
@@ -273,8 +274,9 @@ class ScopeLMM(lmms):
                     rec = self._route_record(keys[i], reqs[i].task, reqs[i].doc_id, routes[j],
                                              None if probs is None else probs[j], eranks, j)
                     tokens = self.model.visual_tokens(images[j], routes[j])  # this request's own images
+                    grid = self.model.visual_grid(images[j])  # None at one fixed size: not logged
                     logged.append({**rec, "visual_tokens": tokens, "images_dropped": visuals[j][1],
-                                   "answer": answers[j]})
+                                   **({} if grid is None else {"visual_grid": grid}), "answer": answers[j]})
                 self._log(logged)
             if self.on_batch:
                 self.on_batch(len(idx), len(reqs))

@@ -149,7 +149,7 @@ def collect(results: dict, bench: Benchmark, task: str, model: str, suite: Suite
         rec = by_doc[doc_id]
         row = {"model": model, "benchmark": bench.name, "task": task, "doc_id": doc_id,
                "route": rec["route"], "encoder": rec.get("encoder", ""), "sample_score": per_doc[doc_id],
-               "visual_tokens": rec.get("visual_tokens")}
+               "visual_tokens": rec.get("visual_tokens"), "visual_grid": rec.get("visual_grid")}
         for enc, p in (rec.get("probs") or {}).items():
             row[PROB_PREFIX + enc] = p
         for enc, r in (rec.get("eranks") or {}).items():

@@ -155,6 +155,23 @@ def canvas_tensor(images: list, size: int) -> torch.Tensor:
                         for img in images])
 
 
+def grid_text(grids: list[tuple[int, int]]) -> str:
+    """Token grids of a sample's images as the routes table's ``visual_grid`` holds them: ``14x20;10x10``."""
+    return ";".join(f"{h}x{w}" for h, w in grids)
+
+
+def parse_grid_text(text: str) -> tuple[tuple[int, int], ...]:
+    """``grid_text``'s inverse; a ScopebenchError naming the routes table's ``visual_grid`` for bad text."""
+    try:
+        grids = tuple(tuple(int(n) for n in g.split("x")) for g in str(text).split(";"))
+    except ValueError:
+        grids = ((),)
+    if not grids or any(len(g) != 2 or min(g) < 1 for g in grids):
+        raise ScopebenchError(f"routes table: visual_grid '{text}' is not ROWSxCOLS[;ROWSxCOLS...]; "
+                              "re-create the run with `scopebench eval`")
+    return grids  # type: ignore[return-value]
+
+
 class ImageBatch:
     """The original images of a batch (RGB PIL, any size; None is a black canvas) and the device their pixels
     go to. Each encoder prepares its own pixels (``VisionEncoder.prepare``); encoders with aspect ``canvas``

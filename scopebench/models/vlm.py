@@ -17,7 +17,7 @@ from torch import nn
 
 from scopebench.config import ModelConfig, Policy, Route, route_name
 from scopebench.errors import ScopebenchError
-from scopebench.models.encoders import ImageBatch, VisionEncoder, create_encoder
+from scopebench.models.encoders import ImageBatch, VisionEncoder, create_encoder, grid_text
 from scopebench.models.generation import TextMixin, interleave, split_images
 from scopebench.models.router import CrossAttentionRouter, router_losses
 from scopebench.models.tokenizer import Layout
@@ -258,6 +258,13 @@ class MultiEncoderVLM(TextMixin, nn.Module):
             else:
                 total += shared + sum(self.routed[e].tokens_for(image) for e in route)
         return total
+
+    def visual_grid(self, images: ImageBatch | torch.Tensor) -> str | None:
+        """The shared encoder's token grid of each of one request's images (``grid_text``) when it runs at
+        native resolution (what the per-sample cost is counted at); None at one fixed size."""
+        if not (self.shared.native and isinstance(images, ImageBatch)):
+            return None
+        return grid_text([self.shared.token_grid(image) for image in images.images])
 
     # ----- visual tokens ------------------------------------------------------------------
     def encode_routed(self, images: torch.Tensor, route: Route) -> dict[str, torch.Tensor]:

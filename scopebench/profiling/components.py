@@ -176,10 +176,18 @@ def decode_part(llm, context: int, batch: int) -> Part:
     return Part(DECODE_PER_TOKEN, (DECODE, context), DecodeStep(llm), inputs, [llm])
 
 
-def encoder_part(component: str, encoder, batch: int) -> Part:
+Grid = tuple[int, int]  # a native-resolution encoder's merged-token grid (rows, columns) for one image
+
+
+def encoder_part(component: str, encoder, batch: int, grid: Grid | None = None) -> Part:
+    """The encoder on its own square, or (a native-resolution encoder) on the pixels of token ``grid``."""
     device, dtype = where(encoder)
-    pixels = example((batch, 3, encoder.image_size, encoder.image_size), device, dtype)
-    return Part(component, (component,), EncoderFeatures(encoder), (pixels,), [encoder])
+    if grid is None:
+        pixels = example((batch, 3, encoder.image_size, encoder.image_size), device, dtype)
+        return Part(component, (component,), EncoderFeatures(encoder), (pixels,), [encoder])
+    unit = encoder.patch * encoder.merge
+    pixels = example((batch, 3, grid[0] * unit, grid[1] * unit), device, dtype)
+    return Part(component, (component, grid), EncoderFeatures(encoder), (pixels,), [encoder])
 
 
 def feature_shape(part: Part) -> tuple[int, int]:
@@ -188,6 +196,8 @@ def feature_shape(part: Part) -> tuple[int, int]:
     if where(encoder)[0].type == "meta":
         out = run(part.module, part.inputs)
         return int(out.shape[1]), int(out.shape[2])
+    if len(part.key) > 1:  # at a token grid
+        return part.key[1][0] * part.key[1][1], encoder.width
     return encoder.output_shape()
 
 
@@ -229,20 +239,23 @@ def layout_tokens(model) -> int | None:
     return len(layout(model.cfg, model.tokenizer, "", 1).ids)
 
 
-def plan_model(model, prompt_tokens: int, batch: int = 1) -> list[PathPlan]:
+def plan_model(model, prompt_tokens: int, batch: int = 1, grid: Grid | None = None) -> list[PathPlan]:
     """Every path of the model's policy (plus the all-encoders reference for routed policies); the LLM
-    reads ``prompt_tokens`` plus those of the prompt layout (``layout_tokens``)."""
+    reads ``prompt_tokens`` plus those of the prompt layout (``layout_tokens``). ``grid``: the shared
+    encoder (at native resolution) on an image of that token grid instead of its own square."""
     prompt_tokens += layout_tokens(model) or 0
     device, dtype = where(model)
-    shared = encoder_part(SHARED, model.shared, batch)
+    shared = encoder_part(SHARED, model.shared, batch, grid)
     n_shared, c_shared = feature_shape(shared)
     shared_feats = example((batch, n_shared, c_shared), device, dtype)
+    size = () if grid is None else (n_shared,)  # part keys: what the cost depends on
     router = None
     if model.router is not None:
         dim = model.llm.get_input_embeddings().embedding_dim
         text = example((batch, prompt_tokens, dim), device, dtype)
         mask = torch.ones(batch, prompt_tokens, device=device, dtype=torch.long)
-        router = Part(ROUTER, (ROUTER,), RouterCall(model.router), (text, mask, shared_feats), [model.router])
+        router = Part(ROUTER, (ROUTER, *size), RouterCall(model.router), (text, mask, shared_feats),
+                      [model.router])
     routed = {e: encoder_part(ROUTED + e, enc, batch) for e, enc in model.routed.items()}
     shapes = {e: feature_shape(p) for e, p in routed.items()}
     ref = model.policy.reference_route(model.cfg.routed_names)  # what routing saves against
@@ -250,7 +263,7 @@ def plan_model(model, prompt_tokens: int, batch: int = 1) -> list[PathPlan]:
     for route, reference in [*((r, False) for r in model.paths()), *([(ref, True)] if ref else [])]:
         standin = _standin_projector(model, route, shapes)
         proj_modules = _projector_modules(model, route, standin)
-        proj = Part(PROJECTOR, (PROJECTOR, route), Projection(model, route, shapes, standin),
+        proj = Part(PROJECTOR, (PROJECTOR, route, *size), Projection(model, route, shapes, standin),
                     (shared_feats,), proj_modules)
         visual = int(run(proj.module, proj.inputs).shape[1])
         llm_tokens = visual + prompt_tokens

@@ -54,18 +54,54 @@ def _replace(run_dir: Path, model: str, kinds: tuple[str, ...], new: pd.DataFram
     RunDir(run_dir).replace_rows("costs", new, drop)
 
 
+def sample_sizes(run_dir: Path | None, model: str, vlm) -> tuple[list[tuple[str, str]] | None, str | None]:
+    """The distinct (route, visual_grid) of ``model``'s samples in ``run_dir``'s routes table, to count each
+    sample at its own image size, and a note saying what was (or could not be) counted. (None, None) when
+    the shared encoder runs at one fixed size."""
+    from scopebench.analysis.compute import has_grids
+
+    if not vlm.shared.native:
+        return None, None
+    later = (f"the shared encoder runs at native resolution: the path figures are at image_size "
+             f"{vlm.shared.image_size}; the per-sample figure needs `scopebench flops {model} --output RUN` "
+             "after eval")
+    routes = RunDir(run_dir).read("routes", required=False) if run_dir is not None else pd.DataFrame()
+    routes = routes[routes["model"] == model] if len(routes) else routes
+    if not len(routes):
+        return None, later
+    with_grid = routes[has_grids(routes)]
+    if not len(with_grid):
+        return None, (f"the routes of {model} in {run_dir} have no visual_grid (an earlier scopebench): "
+                      "expected costs use the one-size path figures; run `scopebench eval` again")
+    sizes = list(dict.fromkeys(zip(with_grid["route"].astype(str), with_grid["visual_grid"].astype(str),
+                                   strict=True)))
+    grids = with_grid["visual_grid"].nunique()
+    lacking = len(routes) - len(with_grid)
+    rest = (f"; {lacking} samples without a visual_grid: their benchmarks use the one-size path figures"
+            if lacking else "")
+    return sizes, (f"expected costs from each sample's own image size: {len(sizes)} distinct (route, token "
+                   f"grid) counted for {len(with_grid)} samples ({grids} grid sets, each also on the "
+                   f"all-encoders reference){rest}")
+
+
 def write_flops(run_dir: Path, result: dict) -> pd.DataFrame:
-    """Write path / reference rows and, when the run has routes for the model, expected rows. Returns the
-    latter."""
+    """Write path / reference rows and, when the run has routes for the model, expected rows (from each
+    sample's own size where ``result["sizes"]`` counted them). Returns the latter."""
     from scopebench.analysis.compute import expected_costs
 
     rows = flops_rows(result)
     routes = RunDir(run_dir).read("routes", required=False)
     routes = routes[routes["model"] == result["model"]]
-    expected = expected_costs(routes, rows) if len(routes) else conform(pd.DataFrame(), "costs")
+    sizes = pd.DataFrame(result.get("sizes") or []).assign(model=result["model"])
+    expected = (expected_costs(routes, rows, sizes if len(sizes) else None) if len(routes)
+                else conform(pd.DataFrame(), "costs"))
     ref = [p["total"]["macs"] for p in result["paths"] if p["reference"]]
     if len(expected):
         expected["saving_vs_all"] = 1.0 - expected["macs"].astype(float) / ref[0] if ref else float("nan")
+        if "reference_macs" in expected:  # the reference at each sample's own size
+            own = 1.0 - expected["macs"].astype(float) / expected["reference_macs"].astype(float)
+            expected["saving_vs_all"] = own.fillna(expected["saving_vs_all"])
+            expected = expected.drop(columns="reference_macs")
     _replace(run_dir, result["model"], STATIC_KINDS, pd.concat([f for f in (rows, expected) if len(f)]))
     return expected
 

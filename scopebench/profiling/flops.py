@@ -18,12 +18,15 @@ from pathlib import Path
 from scopebench.errors import ScopebenchError
 from scopebench.profiling.components import (
     DECODE,
+    PREFILL,
+    ROUTER,
     PathPlan,
     count_params,
     decode_part,
     layout_tokens,
     plan_encoder,
     plan_model,
+    prefill_part,
     where,
 )
 from scopebench.profiling.counters import COUNTERS, TORCH, Count, count
@@ -91,8 +94,53 @@ def count_paths(plans: list[PathPlan], tally: Tally, llm=None, generated_tokens:
     return paths
 
 
-def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> dict:
-    """Count every path of a loaded target; the JSON-ready result of `scopebench flops`."""
+def count_sizes(model, sizes: list[tuple[str, str]], tally: Tally, prompt_tokens: int,
+                generated_tokens: int) -> list[dict]:
+    """Each distinct (route, visual_grid) of a run's samples (a native-resolution shared encoder) counted as
+    the sample ran: per image the shared encoder at its grid, the routed encoders and the projector; the
+    router on the first image; the LLM prefill over every image's tokens plus the prompt, then the decode.
+    Also the reference (all-encoders) route at every grid set, for savings. One row per (route, grid)."""
+    from scopebench.models.encoders import parse_grid_text
+
+    plans: dict = {}  # grid -> {path name: PathPlan}
+
+    def plan(grid) -> dict[str, PathPlan]:
+        if grid not in plans:
+            plans[grid] = {("reference" if p.reference else p.name): p
+                           for p in plan_model(model, prompt_tokens, grid=grid)}
+        return plans[grid]
+
+    todo = dict.fromkeys(sizes)
+    for _, text in sizes:
+        if "reference" in plan(parse_grid_text(text)[0]):
+            todo[("reference", text)] = None
+    rows = []
+    for route, text in todo:
+        grids = parse_grid_text(text)
+        if route not in plan(grids[0]):
+            raise ScopebenchError(f"routes table: route '{route}' is not a path of '{tally.label}' "
+                                  f"({', '.join(n for n in plan(grids[0]) if n != 'reference')}); "
+                                  "count the model the run evaluated")
+        per_image = [plan(g)[route] for g in grids]
+        macs, visual = 0, 0
+        for i, image in enumerate(per_image):
+            visual += image.visual_tokens
+            macs += sum(tally(p.key, lambda p=p: p).macs for p in image.parts
+                        if p.component != PREFILL and (i == 0 or p.component != ROUTER))
+        first = per_image[0]
+        llm_tokens = visual + first.llm_tokens - first.visual_tokens
+        macs += tally((PREFILL, llm_tokens), lambda n=llm_tokens: prefill_part(model.llm, n, 1)).macs
+        macs += _decode(tally, model.llm, llm_tokens, generated_tokens)[1]
+        rows.append({"route": first.name if route == "reference" else route, "visual_grid": text,
+                     "reference": route == "reference", "visual_tokens": visual, "llm_tokens": llm_tokens,
+                     "macs": macs, "flops": 2 * macs})
+    return rows
+
+
+def profile(target, prompt_tokens: int, generated_tokens: int, counter: str,
+            sizes: list[tuple[str, str]] | None = None) -> dict:
+    """Count every path of a loaded target, and each of ``sizes`` (``count_sizes``); the JSON-ready result
+    of `scopebench flops`."""
     device = where(target.model)[0].type
     if device == "meta" and counter != TORCH:
         counter = TORCH
@@ -111,6 +159,7 @@ def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> 
                                   f"LLM positions, more than the LLM's max_position_embeddings ({limit}); "
                                   "lower --prompt-tokens")
         paths = count_paths(plans, tally, llm, generated_tokens, total)
+        counted = count_sizes(target.model, sizes, tally, prompt_tokens, generated_tokens) if sizes else []
     except ScopebenchError:
         raise
     except Exception as err:  # an encoder that cannot run at this size, a broken config: one line
@@ -126,7 +175,7 @@ def profile(target, prompt_tokens: int, generated_tokens: int, counter: str) -> 
         "prompt_tokens": None if target.encoder else prompt_tokens, "layout_tokens": extra,
         "generated_tokens": None if target.encoder else generated_tokens,
         "policy": None if target.encoder else str(target.model.policy),
-        "paths": paths, "unsupported_ops": dict(tally.uncounted.most_common()),
+        "paths": paths, "sizes": counted, "unsupported_ops": dict(tally.uncounted.most_common()),
         "notes": list(dict.fromkeys(target.notes + tally.notes)),
     }
 
@@ -141,8 +190,14 @@ def run_flops(model: str, image_size: int | None = None, prompt_tokens: int = 64
         raise ScopebenchError(f"--counter must be one of {', '.join(COUNTERS)}, got '{counter}'")
     if prompt_tokens < 1 or generated_tokens < 1:
         raise ScopebenchError("--prompt-tokens and --generated-tokens must be >= 1")
+    from scopebench.profiling.costs import sample_sizes
+
     target = load_for_flops(model, image_size, meta)
-    result = profile(target, prompt_tokens, generated_tokens, TORCH if meta else counter)
+    sizes = None
+    if not target.encoder:
+        sizes, note = sample_sizes(None if output is None else Path(output), target.label, target.model)
+        target.notes += [note] if note else []
+    result = profile(target, prompt_tokens, generated_tokens, TORCH if meta else counter, sizes)
     expected = None
     if output is not None:
         from scopebench.profiling.costs import write_flops
