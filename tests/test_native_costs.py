@@ -167,3 +167,10 @@ def test_fixed_size_model_keeps_the_routing_weighted_path_figure(tokenizer, tmp_
     want = (2 * paths["shared+conv"] + paths["shared+hfclip"]) / 3
     assert out["sizes"] == [] and not any("native" in n for n in out["notes"])
     assert float(_expected(tmp_path / "run").loc["A", "macs"]) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_bad_visual_grid_is_one_line_naming_the_column(native, tmp_path):
+    model, ckpt = native
+    RunDir(tmp_path).write("routes", _routes(model, [("A", 0, "shared+conv")]).assign(visual_grid="2by2"))
+    result = CliRunner().invoke(app, ["flops", str(ckpt), "--output", str(tmp_path), "--counter", "torch"])
+    assert result.exit_code == 2 and "visual_grid '2by2' is not ROWSxCOLS" in result.output
