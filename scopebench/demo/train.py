@@ -32,6 +32,7 @@ is answered 100% right after the same 300 steps).
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from pathlib import Path
 
@@ -48,6 +49,8 @@ DEMO_MODELS = {
     **{f"demo-baseline-1-{e}": f"fixed:{e}" for e in ROUTED},
     "demo-baseline-all": "all",
     "demo-scope": "router",
+    # every pair of routed encoders, retrained: with the models above, all subsets for `sweep` / `roles`
+    **{f"demo-baseline-2-{a}+{b}": f"fixed:{a},{b}" for a, b in itertools.combinations(ROUTED, 2)},
 }
 WARMUP_STEPS, JOINT_STEPS, VARIANT_STEPS, BATCH = 500, 800, 160, 32
 WARMUP_EXAMPLES = 6000
