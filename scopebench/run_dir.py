@@ -74,6 +74,7 @@ class RunDir:
     def __init__(self, path: Path, files: dict[str, Path] | None = None) -> None:
         self.path = Path(path)
         self.files = dict(files or {})
+        self._written: dict[str, tuple[bytes, pd.DataFrame]] = {}  # table -> (file bytes, frame) last written
 
     def __str__(self) -> str:
         return str(self.path)
@@ -103,14 +104,22 @@ class RunDir:
 
     def write(self, name: str, df: pd.DataFrame) -> Path:
         """Write table ``name`` atomically as Parquet, columns in schema order."""
-        path = self.path / f"{name}.parquet"
-        write_table(conform(df, name), path)
+        path, table = self.path / f"{name}.parquet", conform(df, name)
+        self._written[name] = (write_table(table, path), table)
         return path
+
+    def _read_for_update(self, name: str) -> pd.DataFrame:
+        """Table ``name`` as ``read`` gives it; the frame this object last wrote when the file still holds
+        exactly those bytes (eval merges every part: parsing the table back each time was its main cost)."""
+        p, (data, table) = self.file(name), self._written.get(name, (None, None))
+        if table is not None and p == self.path / f"{name}.parquet" and p.read_bytes() == data:
+            return table
+        return self.read(name, required=False)
 
     def replace_rows(self, name: str, new: pd.DataFrame, drop: Callable[[pd.DataFrame], pd.Series]) -> None:
         """Under the lock: remove the rows ``drop`` marks and append ``new``."""
         with self.lock():
-            old = self.read(name, required=False)
+            old = self._read_for_update(name)
             frames = [f for f in (old[~drop(old)] if len(old) else old, new) if len(f)]
             self.write(name, pd.concat(frames, ignore_index=True) if frames else new)
 

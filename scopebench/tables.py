@@ -121,14 +121,15 @@ def locked(folder: Path, name: str = LOCK_FILE, wait: bool = True):
         lock.release()
 
 
-def write_table(df: pd.DataFrame, path: Path) -> None:
-    """Write a table atomically as Parquet (or CSV when ``path`` ends in .csv)."""
+def write_table(df: pd.DataFrame, path: Path) -> bytes:
+    """Write a table atomically as Parquet (or CSV when ``path`` ends in .csv); the bytes written."""
     buf = io.BytesIO()
     if Path(path).suffix == ".csv":
         df.to_csv(buf, index=False)
     else:
         df.to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def conform(df: pd.DataFrame, name: str) -> pd.DataFrame:
