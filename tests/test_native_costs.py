@@ -147,6 +147,14 @@ def test_flops_before_eval_says_what_the_per_sample_figure_needs(native, tmp_pat
     routes = _routes(model, [("A", 0, "shared+conv")])
     costs = RunDir(tmp_path).read("costs")
     assert len(one_size_notes(routes, costs)) == 1  # a report computing it from the one-size figure says so
+    run = RunDir(tmp_path)
+    run.write("routes", routes.assign(benchmark="MMVP", task="c16mini_mmvp"))
+    score = {"model": model.cfg.name, "suite": "cambrian16-mini", "benchmark": "MMVP", "task": "c16mini_mmvp",
+             "category": "Vision-Centric", "score": 50.0, "n": 1}
+    run.write("scores", pd.DataFrame([score]))
+    report = CliRunner().invoke(app, ["report", str(tmp_path), "--format", "json"])
+    assert report.exit_code == 0, report.output
+    assert any("costs hold only one image size" in n for n in json.loads(report.stdout)["notes"])
     old = routes.drop(columns="visual_grid")  # a run of an earlier scopebench: no grids, no note
     assert one_size_notes(old, costs) == []
     RunDir(tmp_path).write("routes", old)

@@ -14,6 +14,7 @@ from scopebench.analysis.compute import (
     FLOPS_PER_MAC,
     all_encoders_baseline,
     expected_latency,
+    one_size_notes,
     path_totals,
     resolve_expected,
     saving,
@@ -82,6 +83,7 @@ def _costs(models: pd.DataFrame, scores: pd.DataFrame, routes: pd.DataFrame, cos
     scored benchmark has an expected cost), parameters and routing-weighted latency; and the per-benchmark
     rows."""
     expected = resolve_expected(routes, costs)
+    notes.extend(one_size_notes(routes, costs))
     latency = expected_latency(routes, costs)
     per = expected.groupby("model").agg(
         expected_macs=("macs", lambda s: s.mean(skipna=False)), params=("params", "max"),
