@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from scopebench.analysis.aggregate import OVERALL
-from scopebench.analysis.roles import Subset, analyse
+from scopebench.analysis.roles import Subset, analyse, encoder_order
 
 RETRAINED = {"": 10, "a": 50, "b": 40, "c": 30, "a+b": 55, "a+c": 62, "b+c": 45, "a+b+c": 60}
 MASKED = {"a+b": 52, "a+c": 58, "b+c": 35, "a": 48, "b": 20, "c": 25}
@@ -212,3 +212,9 @@ def test_report_published_scores_alone(tmp_path):
     assert row["overall"] == pytest.approx(47.5)  # mean of 40..55
     bare = CliRunner().invoke(app, ["report", "--scores", str(path)])
     assert bare.exit_code == 2 and "--suite NAME" in bare.output
+
+
+def test_subsets_are_named_in_the_full_sets_encoder_order():
+    routes = pd.DataFrame({"route": ["shared+clip", "shared", "shared+hires+conv+clip", "shared+conv",
+                                     "shared+extra"]})
+    assert encoder_order(routes) == ["hires", "conv", "clip", "extra"]

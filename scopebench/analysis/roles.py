@@ -311,13 +311,20 @@ def _dynamics(pair: dict, full: str, encoders: tuple[str, ...], by: dict,
     return pd.DataFrame(rows, columns=cols)
 
 
+def encoder_order(routes: pd.DataFrame) -> list[str]:
+    """The routed encoders in the order of the widest route (the full set's, in its config order), then any
+    others as their routes appear: one naming of subsets across tables."""
+    found = sorted(routes["route"].unique(), key=lambda r: -len(str(r).split("+")))
+    return list(dict.fromkeys(e for r in found for e in str(r).split("+")[1:]))
+
+
 def roles_from_runs(agg: Aggregate, routes: pd.DataFrame, models: dict[str, ModelEntry],
                     categories: dict[str, str], full: str | None = None) -> Roles | None:
     """The analysis over evaluated runs (None without a retrained multi-encoder model)."""
     subsets, full, notes = run_subsets(routes, models, full)
     if full is None or not next(s.encoders for s in subsets if s.model == full):
         return None
-    pool = list(dict.fromkeys(e for m in routes["route"].unique() for e in str(m).split("+")[1:]))
+    pool = encoder_order(routes)
     eranks = {s.model: {e: mean_erank(routes, s.model, e, categories) for e in s.encoders}
               for s in subsets if s.how == "retrained"}
     out = analyse(subsets, agg.categories, full, pool, eranks)

@@ -13,7 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from scopebench.analysis.aggregate import OVERALL, aggregate
-from scopebench.analysis.roles import Roles, Subset, analyse, check_subsets, mean_erank, run_subsets
+from scopebench.analysis.roles import (
+    Roles,
+    Subset,
+    analyse,
+    check_subsets,
+    encoder_order,
+    mean_erank,
+    run_subsets,
+)
 from scopebench.errors import ScopebenchError
 from scopebench.reporting.inputs import scored_row
 from scopebench.suites import Suite, load_suite
@@ -97,7 +105,7 @@ def load_roles(sources: list[Path], full: str | None = None, suite_name: str | N
                 "leave --suite out or pass runs of that suite"
             )
         categories = {b.name: b.category for b in suite.benchmarks}
-        pool = list(dict.fromkeys(e for r in runs.routes["route"].unique() for e in str(r).split("+")[1:]))
+        pool = encoder_order(runs.routes)
         found, run_full, notes = run_subsets(runs.routes, runs.models, full if not csvs else None)
         if run_full is None:
             raise ScopebenchError(
