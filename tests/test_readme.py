@@ -23,7 +23,7 @@ NOT_RUN = {  # first line of a block -> why the test does not run it
 NOT_RUN_LINES = ("make test",)  # lines left out of a block that runs (the suite would run itself)
 LATER = ("scopebench eval demo-baseline-all@all/mask:hires",  # the encoder-roles and check sections
          "scopebench eval demo-scope --output runs/release",
-         "scopebench sweep demo-baseline-all")  # the roles section (204 s)
+         "scopebench sweep demo-baseline-all")  # the roles section (75 s)
 
 
 def bash_blocks(text: str) -> list[str]:
