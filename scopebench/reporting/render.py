@@ -362,10 +362,10 @@ def to_markdown(report: Report) -> str:
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
-.wide{overflow-x:auto}table{border-collapse:collapse;margin:.5em 0 1.5em}
+.wide{overflow-x:auto;margin-bottom:1.5em}table{border-collapse:collapse;margin:.5em 0 .2em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
 th{background:#fafafa;vertical-align:bottom}.l{text-align:left}tr.b td{font-weight:bold;background:#f4f4f4}
-.cap{font-size:90%;color:#555;margin:-1em 0 1.5em;max-width:60em}.t{white-space:nowrap}
+.cap{font-size:90%;color:#555;margin:-1.2em 0 1.5em;max-width:60em}.t{white-space:nowrap}
 .headline{font-size:120%;font-weight:600;margin:.6em 0}
 .todo{border:2px solid #d9a400;background:#fff8e1;padding:.6em 1em;margin:1em 0}
 .todo h2{margin:.2em 0 .4em;font-size:110%}code{white-space:nowrap}
