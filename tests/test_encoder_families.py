@@ -169,3 +169,21 @@ def test_siglip_attention_pool_head_is_kept_but_not_run():
     getattr(enc.model, "vision_model", enc.model).use_head = True
     with_head = count(EncoderFeatures(enc), (pixels,), "fvcore", "siglip").macs
     assert 0 < ours < with_head
+
+
+def test_a_seeded_open_clip_build_draws_what_open_clip_draws():
+    """Building the encoder draws from the global generator exactly what open_clip's own build does (a
+    probe layer once drew more, so the demo recipe no longer regenerated its shipped checkpoints)."""
+    import open_clip
+
+    vision = {"layers": 2, "width": 64, "patch_size": 12, "head_width": 32, "image_size": 96}
+    cfg = EncoderConfig("open_clip:ViT-B-32", image_size=96, overrides={"vision_cfg": vision, **TEXT})
+    torch.manual_seed(0)
+    ours = create_encoder(cfg)
+    after_ours = torch.get_rng_state()
+    torch.manual_seed(0)
+    ref = open_clip.create_model("ViT-B-32", pretrained=None, pretrained_image=False, pretrained_text=False,
+                                 force_image_size=96, vision_cfg=vision, **TEXT)
+    assert torch.equal(after_ours, torch.get_rng_state())
+    mine = ours.visual.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in ref.visual.state_dict().items())

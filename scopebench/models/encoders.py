@@ -364,8 +364,11 @@ class OpenClipEncoder(VisionEncoder):
         if cfg.pretrained and cfg.pretrained != "hub":
             pretrained = str(_local_safetensors(cfg.pretrained, cfg.spec))
         # honour an enclosing `with torch.device("meta")` or accelerate's `init_empty_weights` (open_clip
-        # moves the model to `device` after building it)
-        device = nn.Linear(1, 1, bias=False).weight.device
+        # moves the model to `device` after building it); no random init drawn, so a seeded build of the
+        # model is the same whichever way it is asked
+        probe = nn.Module()
+        probe.register_parameter("p", nn.Parameter(torch.empty(0)))
+        device = probe.p.device
         base = open_clip.get_model_config(cfg.name) or {}
         overrides = {  # nested towers are merged key by key, e.g. {vision_cfg: {layers: 2}}
             k: {**base.get(k, {}), **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
