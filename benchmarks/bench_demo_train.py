@@ -1,8 +1,11 @@
-"""Time the demo recipe (`scopebench demo train`) and check that it regenerates the shipped checkpoints.
+"""Time the demo recipe (`scopebench demo train`) and compare its output with the shipped checkpoints.
 
-Target on a 2-core machine: <= 20 min. Prints the wall time, peak memory (max RSS) and, for each
+Target on a 2-core machine: <= 30 min. Prints the wall time, peak memory (max RSS) and, for each
 demo model, whether the retrained weights, config and tokenizer equal the shipped ones bit for bit
-(safetensors headers may order metadata differently, so tensors are compared, not file bytes).
+(safetensors headers may order metadata differently, so tensors are compared, not file bytes) and the
+largest weight difference. The recipe is bit-identical from run to run on one machine, but CPUs differ
+in their floating-point kernels and 1460 training steps amplify that: on another CPU expect every
+model's weights to differ (evaluate DIR's models to compare scores).
 
     python benchmarks/bench_demo_train.py [OUTPUT_DIR]     # default: a temporary folder
 """
@@ -29,12 +32,16 @@ def main(output: Path) -> None:
     shipped = demo_checkpoints_dir()
     for model in sorted(p.name for p in shipped.iterdir() if p.is_dir()):
         a, b = (load_file(root / model / "model.safetensors") for root in (shipped, output))
-        weights = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        same_keys = a.keys() == b.keys()
+        weights = same_keys and all(torch.equal(a[k], b[k]) for k in a)
+        gap = (f"{max((a[k].float() - b[k].float()).abs().max().item() for k in a):.3g}" if same_keys
+               else "n/a: different tensor names")
         files = all((shipped / model / f).read_bytes() == (output / model / f).read_bytes()
                     for f in ("scopebench.json", "tokenizer.json"))
-        print(f"{model:<24} same as shipped: weights {weights}, config+tokenizer {files}")
+        print(f"{model:<26} same as shipped: weights {weights} (max abs difference {gap}), "
+              f"config+tokenizer {files}")
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
-    print(f"recipe wall time {wall:.0f} s = {wall / 60:.1f} min (target <= 20 min), "
+    print(f"recipe wall time {wall:.0f} s = {wall / 60:.1f} min (target <= 30 min), "
           f"peak memory {rss_gb:.2f} GB")
 
 
