@@ -48,6 +48,29 @@ def tiny_config_dict(policy: str = "router", fusion: str = "sequence", vocab: in
     }
 
 
+def assert_same_forward(loaded, want, *inputs) -> None:
+    """``loaded`` (a model read from a checkpoint) answers ``inputs`` as the output ``want`` says.
+
+    Its weights are memory-mapped from the file, at offsets a CPU's BLAS may treat as unaligned and
+    round differently (seen: logits 6e-8 apart on an AVX2 machine): as loaded, the same routes and
+    logits to float32 rounding; with every tensor moved to fresh memory, the very same logits.
+    """
+    import torch
+
+    got = loaded(*inputs)
+    assert got.routes == want.routes
+    torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=1e-6)
+    with torch.no_grad():
+        for module in loaded.modules():
+            for param in module._parameters.values():
+                if param is not None:
+                    param.data = param.data.clone()
+            for name, buffer in module._buffers.items():
+                if buffer is not None:
+                    module._buffers[name] = buffer.clone()
+    assert torch.equal(loaded(*inputs).logits, want.logits)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from scopebench.models.tokenizer import build_word_tokenizer

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from scopebench.cli import app
 from scopebench.errors import ScopebenchError
 from scopebench.models.checkpoint import load_checkpoint, save_checkpoint
-from tests.conftest import CORPUS, tiny_config_dict
+from tests.conftest import CORPUS, assert_same_forward, tiny_config_dict
 
 
 def _inputs(model, n: int = 3):
@@ -40,7 +40,7 @@ def test_sharded_round_trip_is_bit_exact(make_model, tmp_path):
     loaded = load_checkpoint(folder)
     assert _same_state(model, loaded)
     images, ids, mask = _inputs(model)
-    assert torch.equal(model(images, ids, mask).logits, loaded(images, ids, mask).logits)
+    assert_same_forward(loaded, model(images, ids, mask), images, ids, mask)
     single = load_checkpoint(save_checkpoint(model, tmp_path / "one"))  # one model.safetensors still loads
     assert _same_state(model, single)
 
@@ -173,8 +173,7 @@ def test_assemble_reproduces_the_model_it_was_trained_as(make_model, tmp_path):
     assert result.exit_code == 0, result.output
     loaded = load_checkpoint(out)
     images, ids, mask = _inputs(model)
-    want, got = model(images, ids, mask), loaded(images, ids, mask)
-    assert got.routes == want.routes and torch.equal(got.logits, want.logits)
+    assert_same_forward(loaded, model(images, ids, mask), images, ids, mask)
     assert not json.loads((out / "scopebench.json").read_text()).get("untrained")
     model.tokenizer = loaded.tokenizer  # the checkpoint takes the tokenizer saved in the LLM's folder
     assert model.generate(images, CORPUS[:1] * 3).texts == loaded.generate(images, CORPUS[:1] * 3).texts
@@ -202,8 +201,7 @@ def test_assemble_takes_an_encoder_from_its_local_pretrained_weights(make_model,
     assert result.exit_code == 0, result.output
     loaded = load_checkpoint(out)
     images, ids, mask = _inputs(model)
-    want, got = model(images, ids, mask), loaded(images, ids, mask)
-    assert got.routes == want.routes and torch.equal(got.logits, want.logits)
+    assert_same_forward(loaded, model(images, ids, mask), images, ids, mask)
     assert torch.equal(loaded.routed["conv"].model.stem[0].weight, model.routed["conv"].model.stem[0].weight)
 
 
@@ -307,4 +305,4 @@ def test_lean_loading_of_an_encoder_with_real_buffers(tokenizer, tmp_path):
     model = build_model(config_from_dict(data, "tiny"), tokenizer=tokenizer)
     loaded = load_checkpoint(save_checkpoint(model, tmp_path / "ckpt"))
     images, ids, mask = _inputs(model)
-    assert torch.equal(model(images, ids, mask).logits, loaded(images, ids, mask).logits)
+    assert_same_forward(loaded, model(images, ids, mask), images, ids, mask)
