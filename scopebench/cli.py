@@ -239,9 +239,10 @@ def import_llava_hf(
 @app.command()
 @user_errors
 def flops(
-    model: Annotated[str, typer.Argument(
+    model: Annotated[list[str], typer.Argument(
         metavar="MODEL",
-        help="Checkpoint dir, preset, demo model, or encoder spec (timm:NAME, open_clip:NAME, hf:ID).")],
+        help="Checkpoint dirs, presets, demo models, or encoder specs (timm:NAME, open_clip:NAME, hf:ID); "
+             "several share one start-up.")],
     image_size: Annotated[int | None, typer.Option(help="Override every encoder's input resolution.")] = None,
     prompt_tokens: Annotated[int, typer.Option(help="Text tokens in the prompt.")] = 64,
     generated_tokens: Annotated[int, typer.Option(
@@ -257,7 +258,7 @@ def flops(
     from scopebench.profiling.flops import run_flops
 
     run_flops(
-        model, image_size=image_size, prompt_tokens=prompt_tokens, generated_tokens=generated_tokens,
+        *model, image_size=image_size, prompt_tokens=prompt_tokens, generated_tokens=generated_tokens,
         meta=meta, counter=counter, output=output, json_out=json_out,
     )
 

@@ -301,6 +301,17 @@ def test_expected_costs_from_routes(router_ckpt, tmp_path):
     assert len(RunDir(tmp_path).read("costs")) == len(costs)
 
 
+def test_several_models_in_one_call(router_ckpt, tmp_path):
+    """One start-up counts several models, each written to the run before the next loads: a bad one
+    further on is one line (exit 2) and the costs already counted stay in the run."""
+    both = CliRunner().invoke(app, ["flops", str(router_ckpt), "timm:vit_tiny_patch16_224", "--json"])
+    assert both.exit_code == 0, both.output
+    assert [r["model"] for r in json.loads(both.stdout)] == ["tiny-router", "timm:vit_tiny_patch16_224"]
+    result = CliRunner().invoke(app, ["flops", str(router_ckpt), "nope-model", "--output", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown model 'nope-model'" in result.output.splitlines()[-1]
+    assert set(RunDir(tmp_path).read("costs")["model"]) == {"tiny-router"}
+
+
 @pytest.mark.parametrize("args, message", [
     (["timm:not_a_model"], "unknown timm model"),
     (["nope-model"], "unknown model 'nope-model'"),

@@ -180,17 +180,28 @@ def profile(target, prompt_tokens: int, generated_tokens: int, counter: str,
     }
 
 
-def run_flops(model: str, image_size: int | None = None, prompt_tokens: int = 64, generated_tokens: int = 16,
-              meta: bool = False, counter: str = "fvcore", output: Path | None = None,
-              json_out: bool = False) -> dict:
-    """`scopebench flops`: count, print (rich tables or JSON) and optionally write the run's costs table."""
-    from scopebench.profiling.loading import load_for_flops
-
+def run_flops(*models: str, image_size: int | None = None, prompt_tokens: int = 64,
+              generated_tokens: int = 16, meta: bool = False, counter: str = "fvcore",
+              output: Path | None = None, json_out: bool = False) -> list[dict]:
+    """`scopebench flops`: count each model in turn, print it (rich tables, or JSON: one object, a list
+    for several models) and optionally write it to the run's costs table before the next one loads, so
+    a bad model further on loses nothing already written."""
     if counter not in COUNTERS:
         raise ScopebenchError(f"--counter must be one of {', '.join(COUNTERS)}, got '{counter}'")
     if prompt_tokens < 1 or generated_tokens < 1:
         raise ScopebenchError("--prompt-tokens and --generated-tokens must be >= 1")
+    results = [_count(model, image_size, prompt_tokens, generated_tokens, meta, counter, output, json_out)
+               for model in models]
+    if json_out:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    return results
+
+
+def _count(model: str, image_size: int | None, prompt_tokens: int, generated_tokens: int, meta: bool,
+           counter: str, output: Path | None, json_out: bool) -> dict:
+    """Count one model, add it to ``output``'s costs table, and print its tables unless ``json_out``."""
     from scopebench.profiling.costs import sample_sizes
+    from scopebench.profiling.loading import load_for_flops
 
     target = load_for_flops(model, image_size, meta)
     sizes = None
@@ -206,7 +217,6 @@ def run_flops(model: str, image_size: int | None = None, prompt_tokens: int = 64
     if json_out:
         if expected is not None:
             result["expected"] = json.loads(expected.to_json(orient="records"))
-        print(json.dumps(result, indent=2))
     else:
         from scopebench.profiling.render import print_flops
 

@@ -9,6 +9,4 @@ models=(demo-scope demo-baseline-all)
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 "$scopebench" eval "${models[@]}" --tasks GQA,ChartQA,DocVQA,CV-Bench-2D --limit 20 --output "$out" --json \
     > /dev/null
-for model in "${models[@]}"; do
-    "$scopebench" flops "$model" --output "$out" --json > /dev/null
-done
+"$scopebench" flops "${models[@]}" --output "$out" --json > /dev/null
