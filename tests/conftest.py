@@ -61,13 +61,7 @@ def assert_same_forward(loaded, want, *inputs) -> None:
     assert got.routes == want.routes
     torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=1e-6)
     with torch.no_grad():
-        for module in loaded.modules():
-            for param in module._parameters.values():
-                if param is not None:
-                    param.data = param.data.clone()
-            for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    module._buffers[name] = buffer.clone()
+        loaded._apply(torch.clone)  # every parameter and buffer, as .to() moves them (ties kept)
     assert torch.equal(loaded(*inputs).logits, want.logits)
 
 
