@@ -187,3 +187,18 @@ def test_a_seeded_open_clip_build_draws_what_open_clip_draws():
     assert torch.equal(after_ours, torch.get_rng_state())
     mine = ours.visual.state_dict()
     assert all(torch.equal(mine[k], v) for k, v in ref.visual.state_dict().items())
+
+
+def test_timm_and_open_clip_load_without_wandb():
+    """timm imports wandb (3.5 s of an eval) only for training logs: scopebench hides it while timm and
+    open_clip load, and ``import wandb`` still finds it afterwards."""
+    import subprocess
+    import sys
+
+    code = ("import importlib.util, sys\n"
+            "from scopebench.models.encoders import import_vision_library\n"
+            "import_vision_library('open_clip'); import_vision_library('timm'); import timm.utils\n"
+            "assert 'timm' in sys.modules and 'wandb' not in sys.modules, 'wandb was imported'\n"
+            "assert importlib.util.find_spec('wandb') is not None, 'wandb stayed hidden'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

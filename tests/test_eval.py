@@ -61,6 +61,32 @@ def test_eval_writes_tables_and_json(run_dir):
     assert (run_dir / "parts/demo-scope/c16mini_gqa/lmms_eval_samples.jsonl").exists()
 
 
+def test_lmms_eval_git_queries_run_once_per_run(run_dir, monkeypatch):
+    """lmms-eval's git queries (14 ms a task) are cached during a run only; each results file holds their
+    real answers."""
+    import lmms_eval.evaluator as evaluator
+    import lmms_eval.utils as utils
+
+    from scopebench.evaluation.runner import GIT_QUERIES, _git_asked_once
+
+    asked = {name: getattr(evaluator, name) for name in GIT_QUERIES}
+    assert all(asked[name] is getattr(utils, name) for name in GIT_QUERIES), "not restored after the run"
+    answers = {name: query() for name, query in asked.items()}
+    calls = []
+    monkeypatch.setattr(utils, "_git_output", lambda *a: calls.append(a) or "x")
+    plain = {name: query() for name, query in asked.items()}
+    once = len(calls)
+    calls.clear()
+    with _git_asked_once():
+        for _ in range(3):
+            assert {name: getattr(evaluator, name)() for name in GIT_QUERIES} == plain
+    assert len(calls) == once and asked == {name: getattr(evaluator, name) for name in GIT_QUERIES}
+    for file in run_dir.glob("parts/*/*/lmms_eval_results.json"):
+        results = json.loads(file.read_text())
+        assert results["git_hash"] == answers["get_git_commit_hash"]
+        assert results["lmms_eval_version"] == answers["get_lmms_eval_version_string"]
+
+
 def test_json_output_is_clean(run_dir):
     result = _eval("demo-scope", "--tasks", TASKS, "--limit", "12", "--output", str(run_dir), "--json")
     assert result.exit_code == 0

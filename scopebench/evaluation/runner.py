@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import gc
 import os
 import sys
@@ -223,9 +224,30 @@ def _prepare(run: RunDir, fields: dict[str, Any], entries: dict[str, dict]) -> N
 
 def _evaluate(job: Job, todo: list[tuple[str, Benchmark]], progress) -> None:
     try:
-        _evaluate_parts(job, todo, progress)
+        with _git_asked_once():
+            _evaluate_parts(job, todo, progress)
     finally:
         gc.unfreeze()  # what was frozen is collected as usual again
+
+
+GIT_QUERIES = ("get_git_commit_hash", "get_git_branch_name", "get_lmms_eval_version_string")
+
+
+@contextlib.contextmanager
+def _git_asked_once():
+    """lmms-eval's own git queries (its commit, branch and version string for each results file), each
+    answered once per run: simple_evaluate runs them on every call, 3-4 git processes and 14 ms a task
+    (1.3 s of a demo eval), and their answers cannot change during a run."""
+    import lmms_eval.evaluator as evaluator
+
+    asked = {name: getattr(evaluator, name) for name in GIT_QUERIES}
+    for name, query in asked.items():
+        setattr(evaluator, name, functools.cache(query))
+    try:
+        yield
+    finally:
+        for name, query in asked.items():
+            setattr(evaluator, name, query)
 
 
 def _evaluate_parts(job: Job, todo: list[tuple[str, Benchmark]], progress) -> None:

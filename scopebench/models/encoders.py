@@ -15,9 +15,11 @@ name plus overrides; pretrained weights load from a local safetensors file or fo
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,22 @@ from scopebench.models.allowlist import check_config_file, check_overrides, chec
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 HALF = (0.5, 0.5, 0.5)
+
+
+def import_vision_library(name: str):
+    """``import timm`` or ``import open_clip`` (which imports timm) with wandb hidden while it loads.
+
+    timm.utils imports wandb when it is installed (lmms-eval requires it), for training logs scopebench never
+    writes; with lmms-eval's modules loaded that import took 3.5 s of a demo eval (pydantic looks for each of
+    wandb's model classes in every loaded module). ``import wandb`` afterwards works as usual."""
+    if "timm" in sys.modules or "wandb" in sys.modules:
+        return importlib.import_module(name)
+    sys.modules["wandb"] = None  # `import wandb` raises ImportError, which timm catches
+    try:
+        return importlib.import_module(name)
+    finally:
+        if "wandb" in sys.modules and sys.modules["wandb"] is None:
+            del sys.modules["wandb"]
 
 
 class VisionEncoder(nn.Module):
@@ -275,7 +293,7 @@ class TimmEncoder(VisionEncoder):
     feature map."""
 
     def __init__(self, cfg: EncoderConfig):
-        import timm
+        timm = import_vision_library("timm")
 
         kwargs = dict(cfg.overrides)
         if cfg.pretrained and cfg.pretrained != "hub":
@@ -354,7 +372,7 @@ class OpenClipEncoder(VisionEncoder):
     """open_clip image tower: ViT patch tokens (via forward_intermediates) or the timm trunk's feature map."""
 
     def __init__(self, cfg: EncoderConfig):
-        import open_clip
+        open_clip = import_vision_library("open_clip")
 
         if cfg.name not in open_clip.list_models():
             hint = suggest(cfg.name, open_clip.list_models(), prefix="open_clip:")
