@@ -292,8 +292,9 @@ class ScopeLMM(lmms):
                     results[i] = answers[j]
                     rec = self._route_record(keys[i], reqs[i].task, reqs[i].doc_id, routes[j],
                                              None if probs is None else probs[j], eranks, j)
-                    tokens = self.model.visual_tokens(images[j], routes[j])  # this request's own images
-                    grid = self.model.visual_grid(images[j])  # None at one fixed size: not logged
+                    own = images[j]  # this request's own images
+                    tokens = self.model.visual_tokens(own, routes[j])
+                    grid = self.model.visual_grid(own)  # None at one fixed size: not logged
                     logged.append({**rec, "visual_tokens": tokens, "images_dropped": visuals[j][1],
                                    **({} if grid is None else {"visual_grid": grid}), "answer": answers[j]})
                 self._log(logged)

@@ -200,8 +200,9 @@ class ImageBatch:
     def __init__(self, images: list, canvas: int, device="cpu", _canvas: torch.Tensor | None = None):
         from PIL import Image
 
-        self.images = [img.convert("RGB") if img is not None else Image.new("RGB", (canvas, canvas))
-                       for img in images]
+        # an RGB image is kept as it is (convert would copy it on every slice of the batch)
+        self.images = [Image.new("RGB", (canvas, canvas)) if img is None
+                       else img if img.mode == "RGB" else img.convert("RGB") for img in images]
         self.size, self.device, self._canvas = int(canvas), torch.device(device), _canvas
 
     def __len__(self) -> int:
