@@ -81,7 +81,9 @@ def test_lmms_eval_git_queries_run_once_per_run(run_dir, monkeypatch):
         for _ in range(3):
             assert {name: getattr(evaluator, name)() for name in GIT_QUERIES} == plain
     assert len(calls) == once and asked == {name: getattr(evaluator, name) for name in GIT_QUERIES}
-    for file in run_dir.glob("parts/*/*/lmms_eval_results.json"):
+    files = sorted(run_dir.glob("parts/*/*/lmms_eval_results.json"))
+    assert files, "the run wrote no lmms-eval results"
+    for file in files:
         results = json.loads(file.read_text())
         assert results["git_hash"] == answers["get_git_commit_hash"]
         assert results["lmms_eval_version"] == answers["get_lmms_eval_version_string"]
