@@ -121,6 +121,39 @@ def test_resume_reuses_finished_work(run_dir):
     assert time.perf_counter() - start < 60
 
 
+def test_finished_run_resumes_without_torch_or_lmms_eval(run_dir, tmp_path):
+    """A run with every part done prints its scores and rebuilds lost tables with neither torch nor
+    lmms-eval imported (they cost 10 s and 0.9 GB); one part left to do loads them again."""
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    (out / "routes.parquet").unlink()
+    code = ("import sys\nfrom scopebench.cli import app\ntry:\n    app()\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print(sorted(m for m in ('torch', 'lmms_eval', 'transformers') if m in sys.modules))")
+
+    def resume() -> tuple[dict, str]:
+        args = ["eval", "demo-scope", "demo-baseline-0", "--tasks", TASKS, "--limit", "12", "--output",
+                str(out), "--json"]
+        done = subprocess.run([sys.executable, "-c", code, *args], env=ENV, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        scores, _, imported = done.stdout.rpartition("\n[")
+        return json.loads(scores), "[" + imported
+
+    printed, imported = resume()
+    assert imported.strip() == "[]", f"a finished run imported {imported}"
+    assert printed["models"] == json.loads(_eval("demo-scope", "demo-baseline-0", "--tasks", TASKS, "--limit",
+                                                 "12", "--output", str(run_dir), "--json").stdout)["models"]
+    old, new = (pd.read_parquet(d / "routes.parquet").sort_values(["model", "benchmark", "doc_id"])
+                .reset_index(drop=True) for d in (run_dir, out))
+    pd.testing.assert_frame_equal(old, new[old.columns], check_dtype=False)
+    stamps = {p: (p / "done").read_text() for p in out.glob("parts/*/*")}
+    (out / "parts/demo-scope/c16mini_gqa/done").unlink()
+    again, imported = resume()
+    assert imported.strip() == "['lmms_eval', 'torch', 'transformers']" and again == printed
+    assert all((p / "done").read_text() == s for p, s in stamps.items()
+               if p.name != "c16mini_gqa" or p.parent.name != "demo-scope")
+
+
 def test_tasks_are_built_once_per_run_and_reused_across_models(run_dir, tmp_path, monkeypatch):
     """Each lmms-eval task (and its dataset) is built once per run: the models in the other order (each
     task built for demo-baseline-0, reused for demo-scope) give the same answers, routes and scores."""

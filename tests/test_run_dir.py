@@ -97,7 +97,7 @@ def test_a_retrained_checkpoint_of_the_same_size_is_not_taken_for_the_old_one(tm
 
 
 def test_fingerprint_covers_every_byte_of_the_checkpoint(tmp_path):
-    from scopebench.evaluation.adapter import model_fingerprint
+    from scopebench.models.fingerprint import model_fingerprint
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(demo_models()["demo-baseline-0"], ckpt)

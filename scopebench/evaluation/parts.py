@@ -42,7 +42,7 @@ def read_done(part: Path) -> dict[str, Any] | None:
     records no settings: ``{}``."""
     try:
         data = json.loads((part / "done").read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not begun, or the run folder is not made yet
         return None
     except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
@@ -66,17 +66,30 @@ def stale_setting(done: dict[str, Any], settings: dict[str, Any]) -> str | None:
 def restore_finished(run: RunDir) -> None:
     """Merge every finished part whose scores or routes are missing from the run's tables back into them
     (after a table was deleted, or lost). Reading the tables first also refuses a corrupt one before any
-    task runs."""
+    task runs; of a part's own tables only the key columns are read, unless its rows are missing."""
     def keys(df: pd.DataFrame, name: str) -> set[tuple[str, ...]]:
         return set(df[KEYS[name]].astype(str).itertuples(index=False, name=None))
 
     with run.lock():
         have = {name: keys(run.read(name, required=False), name) for name in ("scores", "routes")}
         for part in run.finished_parts():
-            rows = {name: read_table(part / f"{name}.parquet", name) for name in ("scores", "routes")}
-            if not all(keys(rows[name], name) <= have[name] for name in rows):
-                for name, table in rows.items():
-                    run.merge(name, table, ["model", "benchmark"])
+            if all(_part_keys(part, name) <= have[name] for name in have):
+                continue
+            for name in have:
+                run.merge(name, read_table(part / f"{name}.parquet", name), ["model", "benchmark"])
+
+
+def _part_keys(part: Path, name: str) -> set[tuple[str, ...]]:
+    """The keys of a part's ``name`` table (an unreadable table has none: it is then read in full, which
+    names the file and the fix)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(part / f"{name}.parquet", columns=KEYS[name])
+    except Exception:  # missing, corrupt, or lacking a key column
+        return {("",)}
+    columns = [[str(v) for v in table.column(k).to_pylist()] for k in KEYS[name]]
+    return set(zip(*columns, strict=True))
 
 
 def finish_part(run: RunDir, part: Path, results: dict, score: dict, routes: list[dict],

@@ -4,7 +4,8 @@ Work is done per (model, task) part (``scopebench.evaluation.parts``). A finishe
 the run's tables at once and marked done with its settings, so an interrupted run loses no finished
 task, and running again into the same output reuses the parts run with the same model, task and limit.
 Inside a task, the answers already in the adapter's trace are reused. Each model is loaded once and each
-lmms-eval task built once per run (its dataset loaded once), then evaluated for every model.
+lmms-eval task built once per run (its dataset loaded once), then evaluated for every model; a run with
+no part left to evaluate imports neither torch nor lmms-eval.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def check_run_dir(run: RunDir, suite: Suite, fingerprints: dict[str, str], dtype
                   overwrite: bool = False) -> None:
     """Refuse an output folder holding another suite, or another model under one of these names (unless
     ``overwrite``: its parts are then re-run)."""
-    from scopebench.evaluation.adapter import FINGERPRINT
+    from scopebench.models.fingerprint import FINGERPRINT
 
     manifest = run.manifest()
     if manifest.get("suite") and manifest["suite"] != suite.name:
@@ -129,7 +130,7 @@ def run_eval(
     device_map: str | None = None, max_memory: str | None = None,
 ) -> None:
     """Evaluate ``models`` on ``suite`` and write / extend the run directory; print the scores."""
-    from scopebench.evaluation.adapter import model_fingerprint
+    from scopebench.models.fingerprint import model_fingerprint
     from scopebench.models.placement import parse_max_memory
     from scopebench.models.registry import check_device, run_dtype
 
@@ -138,7 +139,7 @@ def run_eval(
         raise ScopebenchError(f"--limit must be >= 1, got {limit}")
     if batch_size < 1:
         raise ScopebenchError(f"--batch-size must be >= 1, got {batch_size}")
-    suite_obj = load_suite(suite, judges=True)
+    suite_obj = load_suite(suite)
     benches = suite_obj.select(tasks)
     refs = _resolve_all(models or default_models())
     presets = [r for r, m in refs.items() if m.kind == "preset"]
@@ -155,17 +156,23 @@ def run_eval(
     run = RunDir(output or Path("runs") / suite_obj.name)
     check_run_dir(run, suite_obj, fingerprints, {m.name: dtypes[r] for r, m in refs.items()}, overwrite)
     task_of = {b.name: (b.judge_task if judge and b.judge_task else b.task) for b in benches}
+    settings = {(r, b.name): part_settings(fingerprints[m.name], task_of[b.name], b.whole_groups(limit),
+                                           batch_size, device, dtypes[r])
+                for r, m in refs.items() for b in benches}
+    todo, reused, stale = [], 0, {}
+    for r, m in refs.items():
+        for b in benches:
+            done = read_done(run.part(m.name, task_of[b.name]))
+            why = None if done is None else stale_setting(done, settings[r, b.name])
+            if done is not None and why is None:
+                reused += 1
+                continue
+            todo.append((r, b.name))
+            if why:
+                stale[why] = stale.get(why, 0) + 1
+    # lmms-eval, its tasks and the suite's sample judges load only when there is work
+    job = _job(run, suite, tasks, refs, task_of, settings, device_map, max_memory) if todo else None
     rank = int(os.environ.get("RANK", 0))
-    quiet_logs()
-    from scopebench.evaluation.datasets import task_config, task_manager
-
-    manager = task_manager(suite_obj, list(task_of.values()))
-    job = Job(run, suite_obj, refs, benches, task_of,
-              {name: task_config(manager, t) for name, t in task_of.items()},
-              manager, {(r, b.name): part_settings(fingerprints[m.name], task_of[b.name],
-                                                   b.whole_groups(limit), batch_size, device, dtypes[r])
-                        for r, m in refs.items() for b in benches},
-              {"device_map": device_map, "max_memory": max_memory})
     if rank == 0:
         _prepare(run, {"suite": suite_obj.name, "suite_file": str(suite_obj.source), "judge": judge,
                        "limit": limit, "batch_size": batch_size, "device": device, "dtype": dtype,
@@ -181,21 +188,8 @@ def run_eval(
                for b in benches if b.whole_groups(limit) != limit]
     if rounded and rank == 0 and not json_out:
         print(f"--limit {limit} rounded up for {'; '.join(rounded)}", file=sys.stderr)
-    todo, reused, stale = [], 0, {}
-    for r in refs:
-        for b in benches:
-            done = read_done(job.part(r, b))
-            why = None if done is None else stale_setting(done, job.settings[r, b.name])
-            if done is not None and why is None:
-                reused += 1
-                continue
-            todo.append((r, b))
-            if why:
-                stale[why] = stale.get(why, 0) + 1
-    from scopebench.evaluation.display import EvalProgress
-
-    with EvalProgress(len(todo), disabled=json_out or rank != 0) as progress:
-        _evaluate(job, todo, progress)
+    if job:
+        _evaluate(job, todo, json_out)
     if rank != 0:
         return
     run.update_manifest({"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -222,10 +216,30 @@ def _prepare(run: RunDir, fields: dict[str, Any], entries: dict[str, dict]) -> N
                 remove_stale_temp_files(part)
 
 
-def _evaluate(job: Job, todo: list[tuple[str, Benchmark]], progress) -> None:
+def _job(run: RunDir, suite: str, tasks: list[str] | None, refs: dict[str, Any], task_of: dict[str, str],
+         settings: dict[tuple[str, str], dict[str, Any]], device_map: str | None,
+         max_memory: str | None) -> Job:
+    """The run's work with its sample judges imported and its lmms-eval task configs found (an unknown task
+    is refused here, before any task runs)."""
+    quiet_logs()
+    from scopebench.evaluation.datasets import task_config, task_manager
+
+    suite_obj = load_suite(suite, judges=True)
+    manager = task_manager(suite_obj, list(task_of.values()))
+    return Job(run, suite_obj, refs, suite_obj.select(tasks), task_of,
+               {name: task_config(manager, t) for name, t in task_of.items()}, manager, settings,
+               {"device_map": device_map, "max_memory": max_memory})
+
+
+def _evaluate(job: Job, todo: list[tuple[str, str]], json_out: bool) -> None:
+    """Evaluate the ``todo`` (reference, benchmark) parts in order, with a progress bar on process 0."""
+    from scopebench.evaluation.display import EvalProgress
+
+    benches = {b.name: b for b in job.benchmarks}
+    rank = int(os.environ.get("RANK", 0))
     try:
-        with _git_asked_once():
-            _evaluate_parts(job, todo, progress)
+        with EvalProgress(len(todo), disabled=json_out or rank != 0) as progress, _git_asked_once():
+            _evaluate_parts(job, [(r, benches[b]) for r, b in todo], progress)
     finally:
         gc.unfreeze()  # what was frozen is collected as usual again
 

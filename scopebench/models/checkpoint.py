@@ -15,7 +15,6 @@ from pathlib import Path
 
 from scopebench.config import IMAGE_PLACEHOLDER, ModelConfig, config_from_dict
 from scopebench.errors import ScopebenchError
-from scopebench.models.weights import DTYPES, save_weights
 from scopebench.tables import TMP_SUFFIX, atomic_write_text
 
 CONFIG_FILE = "scopebench.json"
@@ -31,6 +30,8 @@ def save_checkpoint(model, folder: Path, max_shard_size: int | str = "5GB") -> P
     inlined so the folder is self-contained."""
     import shutil
     import tempfile
+
+    from scopebench.models.weights import save_weights
 
     folder = Path(folder)
     data = model.cfg.to_dict()
@@ -78,7 +79,7 @@ def load_checkpoint(folder: Path, device: str = "cpu", dtype: str | None = None,
     built on the meta device and takes the stored tensors as they are (no random init, the stored
     dtype kept); ``dtype`` converts it after loading."""
     from scopebench.models.build import build_model
-    from scopebench.models.weights import assign_weights, read_weights, weight_files
+    from scopebench.models.weights import DTYPES, assign_weights, read_weights, weight_files
 
     folder = Path(folder)
     cfg = read_config(folder)

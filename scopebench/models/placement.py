@@ -11,20 +11,22 @@ over K devices.
 from __future__ import annotations
 
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from scopebench.errors import ScopebenchError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 EMBEDDINGS = "model.embed_tokens"
 
 
 def parse_max_memory(text: str | None) -> dict[int | str, int] | None:
     """``"0=70GiB,1=70GiB,cpu=200GiB"`` -> {0: bytes, 1: bytes, "cpu": bytes}; None stays None."""
-    from accelerate.utils import convert_file_size_to_int
-
     if not text:
         return None
+    from accelerate.utils import convert_file_size_to_int
+
     out: dict[int | str, int] = {}
     for item in text.split(","):
         device, sep, size = item.strip().partition("=")

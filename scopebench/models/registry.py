@@ -166,17 +166,18 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 def run_dtype(dtype: str, device: str, folder: Path | None) -> str:
     """The dtype a model runs in: ``auto`` is the checkpoint's stored dtype on CUDA and float32 on the CPU
     (and for a preset); a dtype the device cannot run is refused."""
+    if dtype not in DTYPE_CHOICES:
+        raise ScopebenchError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got '{dtype}'")
+    if device.split(":")[0] != "cuda":
+        return "float32" if dtype == "auto" else dtype
     import torch
 
     from scopebench.models.weights import stored_dtype
 
-    if dtype not in DTYPE_CHOICES:
-        raise ScopebenchError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got '{dtype}'")
-    cuda = device.split(":")[0] == "cuda"
     if dtype == "auto":
-        stored = stored_dtype(folder) if cuda and folder is not None else torch.float32
+        stored = stored_dtype(folder) if folder is not None else torch.float32
         dtype = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(stored, "float32")
-    if dtype == "bfloat16" and cuda and not torch.cuda.is_bf16_supported():
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         raise ScopebenchError("--dtype bfloat16: this GPU does not support bfloat16; use float16 or float32")
     return dtype
 
