@@ -11,13 +11,15 @@ disk, and the load time. Each load runs ``--repeats`` times; the medians are pri
 Targets (issue #22): peak RSS / weights <= 0.6 after loading and <= 1.2 after touching every weight,
 load time <= 1.5x transformers'. At 1 B the imports (torch, transformers, timm, open_clip: ~0.9 GB, half
 the weights) weigh on every ratio; the script also prints each load's own memory (peak minus the imports)
-and the ratio that gives at 10 B (20 GB), with the arithmetic.
+and the ratio that gives at 10 B (20 GB), with the arithmetic; then the time of the model fingerprint
+every `eval` computes, with and without the digest cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -137,8 +139,30 @@ def main() -> None:
                     for k, v in (("after load", own["rss_loaded"]), ("touched", own["rss_touched"]))]
         print(f"  {w:<12} own: after load {own['rss_loaded']:.2f}, touched {own['rss_touched']:.2f}; "
               f"at {n} GB: {', '.join(at_scale)}")
+    fingerprint_times(ckpt, sizes["scopebench"], root / "digest-cache")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
+
+
+FINGERPRINT_CHILD = """
+import sys, time
+from scopebench.models.fingerprint import model_fingerprint
+start = time.perf_counter()
+model_fingerprint(sys.argv[1])
+print(time.perf_counter() - start)
+"""
+
+
+def fingerprint_times(ckpt: Path, size: int, cache: Path) -> None:
+    """The model fingerprint every `eval` computes, in fresh processes: with an empty digest cache (every
+    byte hashed) and again with the digests it kept."""
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**os.environ, "SCOPEBENCH_CACHE": str(cache)}
+    cold, warm = (float(subprocess.run([sys.executable, "-c", FINGERPRINT_CHILD, str(ckpt)], env=env,
+                                       check=True, capture_output=True, text=True).stdout) for _ in range(2))
+    gb = size / 1e9
+    print(f"fingerprint ({gb:.2f} GB, page cache warm): {cold:.2f} s hashing every byte ({cold / gb:.2f} s "
+          f"per GB, {cold / gb * BIG_GB:.0f} s at {BIG_GB:.0f} GB), {warm:.3f} s with the digest cache")
 
 
 if __name__ == "__main__":

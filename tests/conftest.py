@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("SCOPEBENCH_CACHE", tempfile.mkdtemp(prefix="scopebench-cache-"))  # not the user's
 
 CORPUS = [
     "what colour is the shape ? answer with one word . is there a red circle in the image ?",

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -111,6 +112,56 @@ def test_fingerprint_covers_every_byte_of_the_checkpoint(tmp_path):
         after = model_fingerprint(str(ckpt))
         assert after != before, f"a change to {name} kept the fingerprint"
         before = after
+
+
+def test_file_digests_are_kept_under_their_stat_data(tmp_path, monkeypatch):
+    """A checkpoint file's SHA-256 is kept in the digest cache and not read again while its stat data
+    holds; a rewrite of the same size, or a copy, is hashed again; a cache that cannot be used changes
+    nothing but the time."""
+    import hashlib
+
+    from scopebench.models import fingerprint
+
+    monkeypatch.setenv("SCOPEBENCH_CACHE", str(tmp_path / "cache"))
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(demo_models()["demo-baseline-0"], ckpt)
+    hour_ago = time.time_ns() - 3600 * 10**9
+    for path in ckpt.iterdir():
+        os.utime(path, ns=(hour_ago, hour_ago))  # settled: a file written just now is not kept
+    real = fingerprint.folder_digest(ckpt)
+    weights = str((ckpt / "model.safetensors").resolve())
+    cache = json.loads(fingerprint.digest_cache().read_text())
+    assert cache[weights][-1] == hashlib.sha256((ckpt / "model.safetensors").read_bytes()).hexdigest()
+    assert len(cache) == len(list(ckpt.iterdir()))
+
+    fingerprint._file_digest.cache_clear()  # as a fresh process: what the cache says is used unread
+    cache[weights][-1] = "0" * 64
+    fingerprint.digest_cache().write_text(json.dumps(cache))
+    assert fingerprint.folder_digest(ckpt) != real
+    data = bytearray((ckpt / "model.safetensors").read_bytes())
+    data[-2] ^= 1
+    (ckpt / "model.safetensors").write_bytes(bytes(data))  # same size; new mtime and ctime
+    os.utime(ckpt / "model.safetensors", ns=(hour_ago, hour_ago))  # even with the old mtime put back
+    changed = fingerprint.folder_digest(ckpt)
+    assert changed != real
+    data[-2] ^= 1
+    (ckpt / "model.safetensors").write_bytes(bytes(data))
+    os.utime(ckpt / "model.safetensors", ns=(hour_ago, hour_ago))
+    assert fingerprint.folder_digest(ckpt) == real  # and kept again under the new stat data
+
+    other = tmp_path / "other.safetensors"
+    data[-2] ^= 1
+    other.write_bytes(bytes(data))
+    os.utime(other, ns=(hour_ago, hour_ago))
+    os.replace(other, ckpt / "model.safetensors")  # same path, size and mtime; another inode
+    assert fingerprint.folder_digest(ckpt) == changed
+    for broken in ("{not json", "[1, 2]"):
+        fingerprint.digest_cache().write_text(broken)
+        fingerprint._file_digest.cache_clear()
+        assert fingerprint.folder_digest(ckpt) == changed
+    monkeypatch.setenv("SCOPEBENCH_CACHE", str(ckpt / "model.safetensors"))  # a file: cannot be a folder
+    fingerprint._file_digest.cache_clear()
+    assert fingerprint.folder_digest(ckpt) == changed
 
 
 def test_two_evals_into_one_output_keep_both(tmp_path):
