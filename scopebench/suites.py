@@ -217,13 +217,13 @@ def load_suite(name_or_path: str | Path, judges: bool = False) -> Suite:
         if not (isinstance(group, int) and not isinstance(group, bool) and group >= 1):
             raise ScopebenchError(f"{where}.doc_group must be a whole number, 1 or more, got {group!r}")
         bench = Benchmark(**item)
-        benchmarks.append(_load_judge(bench, task_dir, where) if judges and bench.sample_judge else bench)
+        benchmarks.append(bench)
     names = [b.name for b in benchmarks]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ScopebenchError(f"{path}: benchmark name '{sorted(dup)[0]}' appears twice")
     cats = tuple(dict.fromkeys(b.category for b in benchmarks))
-    return Suite(
+    suite = Suite(
         name=str(data.get("name") or path.stem),
         benchmarks=tuple(benchmarks),
         task_dir=task_dir,
@@ -231,3 +231,11 @@ def load_suite(name_or_path: str | Path, judges: bool = False) -> Suite:
         description=str(data.get("description", "")),
         categories=cats,
     )
+    return with_judges(suite) if judges else suite
+
+
+def with_judges(suite: Suite) -> Suite:
+    """``suite`` with its benchmarks' ``sample_judge`` functions imported (slow: they import lmms-eval)."""
+    return replace(suite, benchmarks=tuple(
+        _load_judge(b, suite.task_dir, f"{suite.source}: benchmarks[{i}]") if b.sample_judge else b
+        for i, b in enumerate(suite.benchmarks)))

@@ -33,7 +33,7 @@ from scopebench.evaluation.parts import (
     stale_setting,
 )
 from scopebench.run_dir import RunDir, environment, folder_name
-from scopebench.suites import Benchmark, Suite, load_suite
+from scopebench.suites import Benchmark, Suite, load_suite, with_judges
 from scopebench.tables import locked, remove_stale_temp_files
 
 LMMS_EVAL_LOG = "lmms_eval.rank{rank}.log"  # per (model, task) part: what lmms-eval printed
@@ -171,7 +171,7 @@ def run_eval(
             if why:
                 stale[why] = stale.get(why, 0) + 1
     # lmms-eval, its tasks and the suite's sample judges load only when there is work
-    job = _job(run, suite, tasks, refs, task_of, settings, device_map, max_memory) if todo else None
+    job = _job(run, suite_obj, benches, refs, task_of, settings, device_map, max_memory) if todo else None
     rank = int(os.environ.get("RANK", 0))
     if rank == 0:
         _prepare(run, {"suite": suite_obj.name, "suite_file": str(suite_obj.source), "judge": judge,
@@ -189,7 +189,7 @@ def run_eval(
     if rounded and rank == 0 and not json_out:
         print(f"--limit {limit} rounded up for {'; '.join(rounded)}", file=sys.stderr)
     if job:
-        _evaluate(job, todo, json_out)
+        _evaluate(job, todo, quiet=json_out or rank != 0)
     if rank != 0:
         return
     run.update_manifest({"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -216,7 +216,7 @@ def _prepare(run: RunDir, fields: dict[str, Any], entries: dict[str, dict]) -> N
                 remove_stale_temp_files(part)
 
 
-def _job(run: RunDir, suite: str, tasks: list[str] | None, refs: dict[str, Any], task_of: dict[str, str],
+def _job(run: RunDir, suite: Suite, benches: list[Benchmark], refs: dict[str, Any], task_of: dict[str, str],
          settings: dict[tuple[str, str], dict[str, Any]], device_map: str | None,
          max_memory: str | None) -> Job:
     """The run's work with its sample judges imported and its lmms-eval task configs found (an unknown task
@@ -224,21 +224,20 @@ def _job(run: RunDir, suite: str, tasks: list[str] | None, refs: dict[str, Any],
     quiet_logs()
     from scopebench.evaluation.datasets import task_config, task_manager
 
-    suite_obj = load_suite(suite, judges=True)
-    manager = task_manager(suite_obj, list(task_of.values()))
-    return Job(run, suite_obj, refs, suite_obj.select(tasks), task_of,
+    suite = with_judges(suite)
+    manager = task_manager(suite, list(task_of.values()))
+    return Job(run, suite, refs, [suite.benchmark(b.name) for b in benches], task_of,
                {name: task_config(manager, t) for name, t in task_of.items()}, manager, settings,
                {"device_map": device_map, "max_memory": max_memory})
 
 
-def _evaluate(job: Job, todo: list[tuple[str, str]], json_out: bool) -> None:
-    """Evaluate the ``todo`` (reference, benchmark) parts in order, with a progress bar on process 0."""
+def _evaluate(job: Job, todo: list[tuple[str, str]], quiet: bool) -> None:
+    """Evaluate the ``todo`` (reference, benchmark) parts in order, with a progress bar unless ``quiet``."""
     from scopebench.evaluation.display import EvalProgress
 
     benches = {b.name: b for b in job.benchmarks}
-    rank = int(os.environ.get("RANK", 0))
     try:
-        with EvalProgress(len(todo), disabled=json_out or rank != 0) as progress, _git_asked_once():
+        with EvalProgress(len(todo), disabled=quiet) as progress, _git_asked_once():
             _evaluate_parts(job, [(r, benches[b]) for r, b in todo], progress)
     finally:
         gc.unfreeze()  # what was frozen is collected as usual again

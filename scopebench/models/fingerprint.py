@@ -90,14 +90,11 @@ def _read_cache() -> dict:
 def _write_cache(new: dict) -> None:
     """Add ``new`` digests to the cache under its lock, dropping those of files that are gone. A cache that
     cannot be written is left as it is: the digests are computed again next time."""
-    from filelock import FileLock
-
-    from scopebench.tables import atomic_write_text
+    from scopebench.tables import atomic_write_text, locked
 
     path = digest_cache()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
+        with locked(path.parent, path.name + ".lock"):
             kept = {k: v for k, v in _read_cache().items() if os.path.exists(k)}
             atomic_write_text(path, json.dumps({**kept, **new}, indent=0, sort_keys=True))
     except OSError:
