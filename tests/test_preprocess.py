@@ -62,6 +62,38 @@ def test_image_batch_joins_and_slices_like_a_tensor():
     assert [len(b) for b in per_request] == [2, 1, 1]
 
 
+def test_images_memo_keeps_each_images_canvas_and_resamples_for_other_models():
+    """A run's other models get the first model's canvas and resamples of an image (per image, so any batch
+    of them holds the same pixels as one made afresh); over the budget, nothing is kept."""
+    from scopebench.evaluation.adapter import DocImages
+    from scopebench.models.registry import load_model
+
+    model = load_model("demo-scope").eval()
+    size = model.cfg.image_size
+    docs = DocImages()
+    images = docs.get(("task", "test", 0), lambda: _random_images()[:4])
+    first, again = request_images(images, size, memo=docs.memo), request_images(images[::-1], size,
+                                                                                  memo=docs.memo)
+    fresh = request_images(images[::-1], size)
+    for enc in (model.shared, *model.routed.values()):
+        first.pixels(enc)
+        assert torch.equal(again.pixels(enc), fresh.pixels(enc)), enc.cfg.spec
+    assert torch.equal(request_images(images[1:3], size, memo=docs.memo).canvas(), fresh.canvas()[[2, 1]])
+    # the kept rows are what is read: a planted one shows through
+    kept = docs.memo._kept[id(images[0])][1]
+    assert set(kept) == {("canvas", size), *(("resample", size, n, "bicubic") for n in (64, 96))}
+    kept[("canvas", size)] = torch.zeros_like(kept[("canvas", size)])
+    assert request_images(images[:2], size, memo=docs.memo).canvas()[0].abs().max() == 0
+    assert model.generate(again, ["x"] * 4).texts == model.generate(fresh, ["x"] * 4).texts
+
+    tight = DocImages(budget=100 * 150 * 3)  # the first image and nothing more
+    held = tight.get(("task", "test", 0), lambda: _random_images()[:1])
+    request_images(held, size, memo=tight.memo).canvas()
+    assert tight.memo.used == 100 * 150 * 3 and not tight.memo._kept[id(held[0])][1]
+    other = tight.get(("task", "test", 1), lambda: _random_images()[1:2])
+    assert ("task", "test", 1) not in tight.images and id(other[0]) not in tight.memo._kept
+
+
 TINY_TEXT = {"layers": 1, "width": 32, "heads": 1, "context_length": 8, "vocab_size": 64}
 TINY_CLIP = {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
              "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 16}

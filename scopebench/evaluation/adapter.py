@@ -98,34 +98,40 @@ def images_to_tensor(visuals: list, size: int) -> torch.Tensor:
     return ImageBatch(visuals, size).canvas()
 
 
-def request_images(visuals: list, canvas: int, device="cpu"):
+def request_images(visuals: list, canvas: int, device="cpu", memo=None):
     """Each request's images (a PIL image, None, or a list of them; none -> one black image) as the model
     takes them: one ``ImageBatch`` when every request has one image, else one per request. Each encoder
-    prepares its pixels from the originals; ``canvas``: the side of the shared square canvas."""
+    prepares its pixels from the originals; ``canvas``: the side of the shared square canvas; ``memo``: an
+    ``ImageMemo`` keeping what is made from the images for other models."""
     from scopebench.models.encoders import ImageBatch
 
     per_request = [v if isinstance(v, list | tuple) else [v] for v in visuals]
     per_request = [list(v) or [None] for v in per_request]
     if all(len(v) == 1 for v in per_request):
-        return ImageBatch([v[0] for v in per_request], canvas, device)
-    return [ImageBatch(v, canvas, device) for v in per_request]
+        return ImageBatch([v[0] for v in per_request], canvas, device, memo=memo)
+    return [ImageBatch(v, canvas, device, memo=memo) for v in per_request]
 
 
 class DocImages:
     """Documents' decoded images kept for the other models of one run (each model's requests would fetch
-    and decode them again: 1.7 s of the demo eval), up to ``budget`` bytes of pixels; past it, what is not
-    kept is decoded per request. Keys: (task, split, doc_id)."""
+    and decode them again: 1.7 s of the demo eval), with what is made from them without a model's weights
+    (``memo``: their canvas and its resamples, 4 s), up to ``budget`` bytes in all; past it, what is not
+    kept is made per request. Keys: (task, split, doc_id)."""
 
     def __init__(self, budget: int = 1 << 30) -> None:
-        self.budget, self.used, self.images = budget, 0, {}
+        from scopebench.models.encoders import ImageMemo
+
+        self.memo, self.images = ImageMemo(budget), {}
 
     def get(self, key: tuple, load: Callable[[], list]) -> list:
         if key in self.images:
             return self.images[key]
         images = load()
         size = sum(im.width * im.height * len(im.getbands()) for im in images if hasattr(im, "getbands"))
-        if self.used + size <= self.budget:
-            self.images[key], self.used = images, self.used + size
+        if self.memo.spend(size):
+            self.images[key] = images
+            for im in images:
+                self.memo.hold(im)
         return images
 
 
@@ -248,7 +254,8 @@ class ScopeLMM(lmms):
             if todo:
                 batch = [reqs[i] for i in todo]
                 visuals = [self._visuals(r) for r in batch]
-                images = request_images([v for v, _ in visuals], self.canvas, self._device)
+                images = request_images([v for v, _ in visuals], self.canvas, self._device,
+                                        self.doc_images.memo if self.doc_images else None)
                 begin = time.perf_counter()
                 answers, routes, probs, eranks = compute(images, batch)
                 self.model_seconds += time.perf_counter() - begin

@@ -68,13 +68,22 @@ class VisionEncoder(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] images of any size -> normalised (B, 3, S, S) at this encoder's resolution, resampled in
         float32 (CPU kernels have no bf16 antialiased resize) and given in the encoder's own dtype."""
-        dtype = next(self.parameters()).dtype
+        return self.normalise(self.resample(images))
+
+    def resample(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images of any size -> float32 (B, 3, S, S) at this encoder's resolution (each image on its
+        own: the same values in any batch)."""
         images = images.float()
         if images.shape[-2:] != (self.image_size, self.image_size):
             images = F.interpolate(
                 images, size=(self.image_size, self.image_size), mode=self.interpolation,
                 align_corners=False, antialias=images.device.type != "meta",
             )
+        return images
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Resampled [0, 1] images -> normalised by this encoder's mean and std, in its own dtype."""
+        dtype = next(self.parameters()).dtype
         return ((images - self.mean.float()) / self.std.float()).to(dtype)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -166,11 +175,51 @@ def expand_to_square(img, fill: tuple[int, int, int]):
 def canvas_tensor(images: list, size: int) -> torch.Tensor:
     """PIL images -> the shared square canvas (B, 3, size, size) in [0, 1]: one PIL bicubic resize each
     (aspect ``canvas``: what the demo checkpoints were trained with)."""
+    return canvas_bytes(images, size).float() / 255.0
+
+
+def canvas_bytes(images: list, size: int) -> torch.Tensor:
+    """``canvas_tensor``'s uint8 pixels (B, 3, size, size)."""
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
-    return torch.stack([pil_to_tensor(img.resize((size, size), Image.BICUBIC)).float() / 255.0
-                        for img in images])
+    return torch.stack([pil_to_tensor(img.resize((size, size), Image.BICUBIC)) for img in images])
+
+
+class ImageMemo:
+    """Per image, what is made from it without a model's weights (its square canvas as uint8, the canvas
+    resampled to an encoder's size on the CPU), kept for the other models of a run that are given the same
+    image object; within ``budget`` bytes, which whoever holds the images also spends (``spend``). Each
+    value is one image's alone (the resamples are per image), so a memoised batch holds the same values."""
+
+    def __init__(self, budget: int = 1 << 30) -> None:
+        self.budget, self.used = budget, 0
+        self._kept: dict[int, tuple[Any, dict]] = {}  # id(image) -> (image, {key: tensor})
+
+    def spend(self, nbytes: int) -> bool:
+        """Take ``nbytes`` of the budget (False, and nothing taken, when it has not that much left)."""
+        if self.used + nbytes > self.budget:
+            return False
+        self.used += nbytes
+        return True
+
+    def hold(self, image) -> None:
+        """Memoise what is made from ``image`` from now on (it is kept here, so its id stays its own)."""
+        self._kept.setdefault(id(image), (image, {}))
+
+    def rows(self, images: list, key: tuple, make) -> torch.Tensor:
+        """``make(indices)`` -> one row per image of ``images[indices]``, stacked (n, ...), its rows for held
+        images memoised under ``key``: only the images without one are made."""
+        entries = [self._kept.get(id(img)) for img in images]
+        found = [None if e is None else e[1].get(key) for e in entries]
+        missing = [i for i, row in enumerate(found) if row is None]
+        if missing:
+            made = make(missing)
+            for j, i in enumerate(missing):
+                found[i] = made[j]
+                if entries[i] is not None and self.spend(made[j].numel() * made[j].element_size()):
+                    entries[i][1][key] = made[j].clone()  # a row of its own, not a view of the batch
+        return torch.stack(found)
 
 
 def grid_text(grids: list[tuple[int, int]]) -> str:
@@ -195,15 +244,17 @@ class ImageBatch:
     go to. Each encoder prepares its own pixels (``VisionEncoder.prepare``); encoders with aspect ``canvas``
     share one square canvas (``canvas_tensor`` at the model's canvas size), made once. Tensor-like where the
     model batches images: ``len``, indexing, ``shape``, ``device``, ``to``, ``torch.stack`` / ``torch.cat``
-    (joined in order) and ``torch.zeros_like`` (black images of the same sizes)."""
+    (joined in order) and ``torch.zeros_like`` (black images of the same sizes). ``memo``: an ``ImageMemo``
+    that keeps the canvas and its resamples of the images it holds for other models."""
 
-    def __init__(self, images: list, canvas: int, device="cpu", _canvas: torch.Tensor | None = None):
+    def __init__(self, images: list, canvas: int, device="cpu", _canvas: torch.Tensor | None = None,
+                 memo: ImageMemo | None = None):
         from PIL import Image
 
         # an RGB image is kept as it is (convert would copy it on every slice of the batch)
         self.images = [Image.new("RGB", (canvas, canvas)) if img is None
                        else img if img.mode == "RGB" else img.convert("RGB") for img in images]
-        self.size, self.device, self._canvas = int(canvas), torch.device(device), _canvas
+        self.size, self.device, self._canvas, self.memo = int(canvas), torch.device(device), _canvas, memo
 
     def __len__(self) -> int:
         return len(self.images)
@@ -216,7 +267,7 @@ class ImageBatch:
 
     def to(self, device) -> ImageBatch:
         return ImageBatch(self.images, self.size, device,
-                          None if self._canvas is None else self._canvas.to(device))
+                          None if self._canvas is None else self._canvas.to(device), self.memo)
 
     def __getitem__(self, key) -> ImageBatch:
         if isinstance(key, torch.Tensor):
@@ -225,24 +276,35 @@ class ImageBatch:
             key = list(range(len(self)))[key] if isinstance(key, slice) else [key]
         idx = list(key)
         part = None if self._canvas is None else self._canvas[idx]
-        return ImageBatch([self.images[i] for i in idx], self.size, self.device, part)
+        return ImageBatch([self.images[i] for i in idx], self.size, self.device, part, self.memo)
 
     def canvas(self) -> torch.Tensor:
         if self._canvas is None:
-            self._canvas = canvas_tensor(self.images, self.size).to(self.device)
+            if self.memo is None:
+                self._canvas = canvas_tensor(self.images, self.size)
+            else:
+                self._canvas = self.memo.rows(self.images, ("canvas", self.size), lambda idx: canvas_bytes(
+                    [self.images[i] for i in idx], self.size)).float() / 255.0
+            self._canvas = self._canvas.to(self.device)
         return self._canvas
 
     def pixels(self, encoder: VisionEncoder) -> torch.Tensor:
         """Normalised pixels for ``encoder``, in its dtype, on this batch's device."""
         if encoder.cfg.aspect == "canvas":
-            return encoder.preprocess(self.canvas())
+            canvas = self.canvas()
+            if self.memo is None or self.device.type != "cpu" or encoder.image_size == self.size:
+                return encoder.preprocess(canvas)
+            key = ("resample", self.size, encoder.image_size, encoder.interpolation)
+            resampled = self.memo.rows(self.images, key, lambda idx: encoder.resample(canvas[idx]))
+            return encoder.normalise(resampled)
         dtype = next(encoder.parameters()).dtype
         return encoder.prepare(self.images).to(device=self.device, dtype=dtype)
 
     def blank(self) -> ImageBatch:
         from PIL import Image
 
-        return ImageBatch([Image.new("RGB", img.size) for img in self.images], self.size, self.device)
+        return ImageBatch([Image.new("RGB", img.size) for img in self.images], self.size, self.device,
+                          memo=self.memo)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -251,7 +313,7 @@ class ImageBatch:
             canvases = [b._canvas for b in batches]
             joined = None if any(c is None for c in canvases) else torch.cat(canvases)
             return ImageBatch([img for b in batches for img in b.images], batches[0].size, batches[0].device,
-                              joined)
+                              joined, batches[0].memo)
         if func is torch.zeros_like:
             return args[0].blank()
         return NotImplemented
