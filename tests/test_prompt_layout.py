@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from scopebench.cli import app
-from scopebench.models.tokenizer import layout, render
+from scopebench.models.tokenizer import Layout, layout, layouts, render
 from tests.test_llava_import import CHAT, make_llava, run_import
 
 
@@ -57,6 +57,41 @@ def test_chat_template_with_system_prompt_and_an_image_token(tmp_path, cfg):
     tok.chat_template = None
     with pytest.raises(Exception, match="chat_template is true but its tokenizer has no chat template"):
         render(c, tok, "hi", 1)
+
+
+def _piece_by_piece(cfg, tok, prompt: str, n: int) -> Layout:
+    """The layout as scopebench tokenised it before batching: one tokenizer call per text piece (or per
+    text, for a tokenizer with an <image> token)."""
+    text, order = render(cfg, tok, prompt, n)
+    ids, slots = [], []
+    if "<image>" in tok.get_added_vocab():
+        for t in tok(text, add_special_tokens=cfg.add_special_tokens)["input_ids"]:
+            if t == tok.convert_tokens_to_ids("<image>"):
+                slots.append(len(ids))
+            else:
+                ids.append(t)
+        return Layout(ids, slots, order)
+    for k, piece in enumerate(text.split("<image>")):
+        if k:
+            slots.append(len(ids))
+        ids += tok(piece, add_special_tokens=cfg.add_special_tokens and k == 0)["input_ids"]
+    return Layout(ids, slots, order)
+
+
+def test_a_batch_is_laid_out_as_each_prompt_alone(tmp_path, cfg, tokenizer):
+    """One tokenizer call for a batch gives each prompt the ids and slots it gets alone, with several images,
+    interleaved markers, special tokens and an <image> token of the tokenizer's own."""
+    from transformers import AutoTokenizer
+
+    llava = AutoTokenizer.from_pretrained(make_llava(tmp_path / "llava"))
+    prompts = ["red", "is <image 2> red ?", "", "<image> then <image 1> blue", "what colour is it ?"]
+    counts = [1, 2, 1, 2, 3]
+    for tok, special in ((tokenizer, False), (tokenizer, True), (llava, True)):
+        c = with_layout(cfg, prompt_template="Q: <image> {prompt} A:", interleave=True,
+                        add_special_tokens=special)
+        batch = layouts(c, tok, prompts, counts)
+        assert batch == [_piece_by_piece(c, tok, p, n) for p, n in zip(prompts, counts, strict=True)]
+        assert len({len(b.slots) for b in batch}) > 1 and all(b.ids for b in batch)
 
 
 def test_several_images_of_a_request_reach_the_llm_at_their_slots(make_model):

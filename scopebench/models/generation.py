@@ -14,7 +14,7 @@ import torch
 
 from scopebench.config import Route
 from scopebench.errors import ScopebenchError
-from scopebench.models.tokenizer import Layout, layout
+from scopebench.models.tokenizer import Layout, layouts
 
 
 @dataclass
@@ -40,10 +40,9 @@ class TextMixin:
         """Raw prompts laid out (template, chat template, image placeholders; ``counts``: images per prompt,
         default 1) and tokenised: right-padded token ids, their mask, and each prompt's ``Layout``."""
         tok = self._tok()
-        layouts = [layout(self.cfg, tok, p, n) for p, n in zip(prompts, counts or [1] * len(prompts),
-                                                              strict=True)]
-        ids, mask = _pad([lay.ids for lay in layouts], tok.pad_token_id or 0, device)
-        return ids, mask, layouts
+        laid = layouts(self.cfg, tok, prompts, counts or [1] * len(prompts))
+        ids, mask = _pad([lay.ids for lay in laid], tok.pad_token_id or 0, device)
+        return ids, mask, laid
 
     @torch.no_grad()
     def generate(self, images, prompts: list[str], max_new_tokens: int | None = None) -> Generation:
@@ -54,13 +53,13 @@ class TextMixin:
             raise ScopebenchError(f"batch mismatch: {first.shape[0]} images but {len(prompts)} prompts")
         tok = self._tok()
         max_new = max_new_tokens or self.cfg.max_new_tokens
-        ids, mask, layouts = self.encode_prompts(prompts, image_counts(extra), first.device)
+        ids, mask, laid = self.encode_prompts(prompts, image_counts(extra), first.device)
         text = self.text_embeddings(ids)
         routes, probs, eranks, groups = self.route_and_encode(first, text, mask, ranks=True)
         out: list[str] = [""] * len(prompts)
         for route, idx, ix, vis in groups:
-            rows = self.slot_tokens(route, idx, vis, extra, layouts)
-            slots = [layouts[i].slots for i in idx]
+            rows = self.slot_tokens(route, idx, vis, extra, laid)
+            slots = [laid[i].slots for i in idx]
             tokens = self._greedy(rows, text[ix], mask[ix], slots, max_new, tok.eos_token_id)
             for j, seq in zip(idx, tokens, strict=True):
                 out[j] = tok.decode(seq, skip_special_tokens=True).strip()
@@ -107,15 +106,15 @@ class TextMixin:
         as for ``generate``."""
         tok = self._tok()
         first, extra = split_images(images)
-        layouts = [layout(self.cfg, tok, c, n) for c, n in zip(contexts, image_counts(extra), strict=True)]
-        ctx = [lay.ids for lay in layouts]
-        cont = [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        laid = layouts(self.cfg, tok, contexts, image_counts(extra))
+        ctx = [lay.ids for lay in laid]
+        cont = tok(continuations, add_special_tokens=False)["input_ids"]
         ids, mask = _pad([a + b for a, b in zip(ctx, cont, strict=True)], tok.pad_token_id or 0,
                          first.device)
         labels = torch.full_like(ids, -100)
         for k, (a, b) in enumerate(zip(ctx, cont, strict=True)):
             labels[k, len(a) : len(a) + len(b)] = ids[k, len(a) : len(a) + len(b)]
-        out = self.forward(images, ids, mask, labels=labels, layouts=layouts)
+        out = self.forward(images, ids, mask, labels=labels, layouts=laid)
         logp = out.logits.float().log_softmax(-1)
         results = []
         for k in range(len(contexts)):

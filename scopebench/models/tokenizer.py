@@ -83,22 +83,38 @@ def render(cfg, tokenizer, prompt: str, n_images: int) -> tuple[str, list[int]]:
 
 
 def layout(cfg, tokenizer, prompt: str, n_images: int) -> Layout:
-    """Render and tokenise a prompt. A tokenizer that has ``<image>`` as a token of its own (LLaVA's) reads
-    the whole text, as transformers' processors do, and each such token marks a slot; any other reads the
-    pieces between the placeholders (its special tokens, if ``add_special_tokens``, on the first)."""
-    text, order = render(cfg, tokenizer, prompt, n_images)
-    ids: list[int] = []
-    slots: list[int] = []
+    """One prompt's ``layouts``."""
+    return layouts(cfg, tokenizer, [prompt], [n_images])[0]
+
+
+def layouts(cfg, tokenizer, prompts: list[str], counts: list[int]) -> list[Layout]:
+    """Render and tokenise prompts (``counts``: images per prompt), in one tokenizer call for the batch. A
+    tokenizer that has ``<image>`` as a token of its own (LLaVA's) reads each whole text, as transformers'
+    processors do, and each such token marks a slot; any other reads the pieces between the placeholders
+    (its special tokens, if ``add_special_tokens``, on the first)."""
+    rendered = [render(cfg, tokenizer, p, n) for p, n in zip(prompts, counts, strict=True)]
+    out = []
     if IMAGE_PLACEHOLDER in tokenizer.get_added_vocab():
         image_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
-        for t in tokenizer(text, add_special_tokens=cfg.add_special_tokens)["input_ids"]:
-            if t == image_id:
-                slots.append(len(ids))
-            else:
-                ids.append(t)
-    else:
-        for k, piece in enumerate(text.split(IMAGE_PLACEHOLDER)):
-            if k:
-                slots.append(len(ids))
-            ids += tokenizer(piece, add_special_tokens=cfg.add_special_tokens and k == 0)["input_ids"]
-    return Layout(ids, slots, order)
+        tokens = tokenizer([t for t, _ in rendered], add_special_tokens=cfg.add_special_tokens)["input_ids"]
+        for row, (_, order) in zip(tokens, rendered, strict=True):
+            ids: list[int] = []
+            slots: list[int] = []
+            for t in row:
+                if t == image_id:
+                    slots.append(len(ids))
+                else:
+                    ids.append(t)
+            out.append(Layout(ids, slots, order))
+        return out
+    pieces = [t.split(IMAGE_PLACEHOLDER) for t, _ in rendered]
+    heads = tokenizer([p[0] for p in pieces], add_special_tokens=cfg.add_special_tokens)["input_ids"]
+    rest = [q for p in pieces for q in p[1:]]
+    tails = iter(tokenizer(rest, add_special_tokens=False)["input_ids"] if rest else [])
+    for head, p, (_, order) in zip(heads, pieces, rendered, strict=True):
+        ids, slots = list(head), []
+        for _ in p[1:]:
+            slots.append(len(ids))
+            ids += next(tails)
+        out.append(Layout(ids, slots, order))
+    return out
