@@ -14,7 +14,9 @@ The column schemas and the file-level reading and writing are in ``scopebench.ta
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +130,13 @@ class RunDir:
         if new.empty:
             self.replace_rows(name, new, lambda old: pd.Series(False, index=old.index))
             return
-        idx = pd.MultiIndex.from_frame(new[keys].astype(str))
+        wanted = new[keys].astype(str).drop_duplicates()
+        if len(wanted) == 1:  # one key (eval's parts: one model and benchmark): a column test each
+            values = wanted.iloc[0]
+            self.replace_rows(name, new, lambda old: functools.reduce(
+                operator.and_, (old[k].astype(str) == values[k] for k in keys)))
+            return
+        idx = pd.MultiIndex.from_frame(wanted)
         self.replace_rows(name, new, lambda old: pd.Series(
             pd.MultiIndex.from_frame(old[keys].astype(str)).isin(idx), index=old.index))
 

@@ -245,3 +245,29 @@ def test_a_read_only_output_is_one_line(tmp_path):
     assert result.exit_code == 2, result.output
     assert "Read-only file system; the file system is read-only" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_merge_replaces_exactly_the_rows_of_the_new_keys(tmp_path):
+    """A merge replaces the old rows sharing a key with the new rows and keeps the
+    rest, for one key (eval's parts) as for several."""
+    from scopebench.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    keys = ["model", "benchmark"]
+
+    def rows(model, bench, route, docs=(0,)) -> list[dict]:
+        return [{"model": model, "benchmark": bench, "task": "t", "doc_id": d, "route": route, "encoder": "",
+                 "sample_score": 1.0, "visual_tokens": 1, "visual_grid": None} for d in docs]
+
+    def routes() -> dict:
+        return {(r.model, r.benchmark, r.doc_id): r.route for r in run.read("routes").itertuples()}
+
+    run.write("routes", pd.DataFrame([r for m in ("a", "b", "1") for b in "xy" for r in rows(m, b, "old")]))
+    run.merge("routes", pd.DataFrame(rows("b", "y", "new", docs=(1, 2))), keys)
+    assert routes() == {("a", "x", 0): "old", ("a", "y", 0): "old", ("b", "x", 0): "old",
+                        ("b", "y", 1): "new", ("b", "y", 2): "new",
+                        ("1", "x", 0): "old", ("1", "y", 0): "old"}
+    run.merge("routes", pd.DataFrame(rows("1", "x", "two") + rows("a", "y", "two")), keys)
+    assert routes() == {("a", "x", 0): "old", ("a", "y", 0): "two", ("b", "x", 0): "old",
+                        ("b", "y", 1): "new", ("b", "y", 2): "new",
+                        ("1", "x", 0): "two", ("1", "y", 0): "old"}
