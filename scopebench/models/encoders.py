@@ -34,6 +34,7 @@ from scopebench.models.allowlist import check_config_file, check_overrides, chec
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 HALF = (0.5, 0.5, 0.5)
+_SHAPES: dict[tuple, tuple[int, int]] = {}  # VisionEncoder.output_shape's, by what decides them
 
 
 def import_vision_library(name: str):
@@ -124,22 +125,31 @@ class VisionEncoder(nn.Module):
         return self.num_tokens
 
     def output_shape(self) -> tuple[int, int]:
-        """(tokens, channels) of the output, found by a shape-only forward (no compute)."""
+        """(tokens, channels) of the output, found by a shape-only forward (no compute), once per process for
+        encoders of one class, config, resolution, dtype and weight shapes (a run's models share theirs)."""
         if self._shape is None:
-            from torch.func import functional_call
-
-            # every weight and buffer as a meta tensor (also what an empty build leaves real)
-            meta = {name: t.to("meta") for name, t in [*self.named_parameters(), *self.named_buffers()]}
-            pixels = torch.empty(1, 3, self.image_size, self.image_size, device="meta",
-                                 dtype=next(self.parameters()).dtype)
-            try:
-                out = functional_call(self, meta, (pixels,), strict=False)
-            except RuntimeError as err:  # e.g. an image smaller than a patch or a conv kernel
-                first = (str(err).strip().splitlines() or [""])[0][:200]
-                raise ScopebenchError(f"encoder '{self.cfg.spec}' cannot run at image_size {self.image_size} "
-                                      f"({first}); use a larger image size") from None
-            self._shape = (int(out.shape[1]), int(out.shape[2]))
+            tensors = [*self.named_parameters(), *self.named_buffers()]
+            key = (type(self).__qualname__, repr(self.cfg), self.image_size,
+                   tuple((name, tuple(t.shape), t.dtype) for name, t in tensors))
+            if key not in _SHAPES:
+                _SHAPES[key] = self._traced_shape()
+            self._shape = _SHAPES[key]
         return self._shape
+
+    def _traced_shape(self) -> tuple[int, int]:
+        from torch.func import functional_call
+
+        # every weight and buffer as a meta tensor (also what an empty build leaves real)
+        meta = {name: t.to("meta") for name, t in [*self.named_parameters(), *self.named_buffers()]}
+        pixels = torch.empty(1, 3, self.image_size, self.image_size, device="meta",
+                             dtype=next(self.parameters()).dtype)
+        try:
+            out = functional_call(self, meta, (pixels,), strict=False)
+        except RuntimeError as err:  # e.g. an image smaller than a patch or a conv kernel
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise ScopebenchError(f"encoder '{self.cfg.spec}' cannot run at image_size {self.image_size} "
+                                  f"({first}); use a larger image size") from None
+        return int(out.shape[1]), int(out.shape[2])
 
     @property
     def num_tokens(self) -> int:
