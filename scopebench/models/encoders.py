@@ -182,14 +182,9 @@ def expand_to_square(img, fill: tuple[int, int, int]):
     return out
 
 
-def canvas_tensor(images: list, size: int) -> torch.Tensor:
-    """PIL images -> the shared square canvas (B, 3, size, size) in [0, 1]: one PIL bicubic resize each
-    (aspect ``canvas``: what the demo checkpoints were trained with)."""
-    return canvas_bytes(images, size).float() / 255.0
-
-
 def canvas_bytes(images: list, size: int) -> torch.Tensor:
-    """``canvas_tensor``'s uint8 pixels (B, 3, size, size)."""
+    """PIL images -> the uint8 pixels (B, 3, size, size) of the shared square canvas: one PIL bicubic resize
+    each (aspect ``canvas``: what the demo checkpoints were trained with)."""
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
@@ -221,6 +216,8 @@ class ImageMemo:
         """``make(indices)`` -> one row per image of ``images[indices]``, stacked (n, ...), its rows for held
         images memoised under ``key``: only the images without one are made."""
         entries = [self._kept.get(id(img)) for img in images]
+        if not any(entries):
+            return make(list(range(len(images))))
         found = [None if e is None else e[1].get(key) for e in entries]
         missing = [i for i, row in enumerate(found) if row is None]
         if missing:
@@ -230,6 +227,9 @@ class ImageMemo:
                 if entries[i] is not None and self.spend(made[j].numel() * made[j].element_size()):
                     entries[i][1][key] = made[j].clone()  # a row of its own, not a view of the batch
         return torch.stack(found)
+
+
+NO_MEMO = ImageMemo(budget=0)  # holds no image: everything is made afresh
 
 
 def grid_text(grids: list[tuple[int, int]]) -> str:
@@ -252,7 +252,7 @@ def parse_grid_text(text: str) -> tuple[tuple[int, int], ...]:
 class ImageBatch:
     """The original images of a batch (RGB PIL, any size; None is a black canvas) and the device their pixels
     go to. Each encoder prepares its own pixels (``VisionEncoder.prepare``); encoders with aspect ``canvas``
-    share one square canvas (``canvas_tensor`` at the model's canvas size), made once. Tensor-like where the
+    share one square canvas (``canvas_bytes`` at the model's canvas size), made once. Tensor-like where the
     model batches images: ``len``, indexing, ``shape``, ``device``, ``to``, ``torch.stack`` / ``torch.cat``
     (joined in order) and ``torch.zeros_like`` (black images of the same sizes). ``memo``: an ``ImageMemo``
     that keeps the canvas and its resamples of the images it holds for other models."""
@@ -264,7 +264,8 @@ class ImageBatch:
         # an RGB image is kept as it is (convert would copy it on every slice of the batch)
         self.images = [Image.new("RGB", (canvas, canvas)) if img is None
                        else img if img.mode == "RGB" else img.convert("RGB") for img in images]
-        self.size, self.device, self._canvas, self.memo = int(canvas), torch.device(device), _canvas, memo
+        self.size, self.device, self._canvas = int(canvas), torch.device(device), _canvas
+        self.memo = NO_MEMO if memo is None else memo
 
     def __len__(self) -> int:
         return len(self.images)
@@ -290,19 +291,16 @@ class ImageBatch:
 
     def canvas(self) -> torch.Tensor:
         if self._canvas is None:
-            if self.memo is None:
-                self._canvas = canvas_tensor(self.images, self.size)
-            else:
-                self._canvas = self.memo.rows(self.images, ("canvas", self.size), lambda idx: canvas_bytes(
-                    [self.images[i] for i in idx], self.size)).float() / 255.0
-            self._canvas = self._canvas.to(self.device)
+            pixels = self.memo.rows(self.images, ("canvas", self.size),
+                                    lambda idx: canvas_bytes([self.images[i] for i in idx], self.size))
+            self._canvas = (pixels.float() / 255.0).to(self.device)
         return self._canvas
 
     def pixels(self, encoder: VisionEncoder) -> torch.Tensor:
         """Normalised pixels for ``encoder``, in its dtype, on this batch's device."""
         if encoder.cfg.aspect == "canvas":
             canvas = self.canvas()
-            if self.memo is None or self.device.type != "cpu" or encoder.image_size == self.size:
+            if self.device.type != "cpu" or encoder.image_size == self.size:
                 return encoder.preprocess(canvas)
             key = ("resample", self.size, encoder.image_size, encoder.interpolation)
             resampled = self.memo.rows(self.images, key, lambda idx: encoder.resample(canvas[idx]))
